@@ -1,0 +1,564 @@
+"""Repository functions: every read and compare-and-set write the service does.
+
+Functions take an open session (``Database.write()``/``read()``) and the current
+time from the caller's clock; none of them commits on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from kms.clock import as_utc, rfc3339
+from kms.commands import OperationStatus
+from kms.errors import IdempotencyConflict, NotFound, ValidationError
+from kms.lifecycle import KeyFacts, KeyState, MaterialState
+from kms.specs import Manager, Origin
+from models.tables import (
+    ApiToken,
+    AuditEvent,
+    IdempotencyRecord,
+    Key,
+    KeyMaterial,
+    KeyTag,
+    Operation,
+    Project,
+    Timer,
+)
+
+ACTIVE_STATUSES = (OperationStatus.QUEUED.value, OperationStatus.RUNNING.value)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# --- projects and tokens ---------------------------------------------------------
+
+
+def ensure_project(s: Session, name: str, now: datetime) -> None:
+    if s.get(Project, name) is None:
+        s.add(Project(name=name, created_at=now))
+        s.flush()
+
+
+def add_token(s: Session, *, project: str, role: str, token_hash: str, now: datetime) -> str:
+    ensure_project(s, project, now)
+    token_id = new_id()
+    s.add(ApiToken(id=token_id, project=project, role=role, token_hash=token_hash, created_at=now))
+    return token_id
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: str
+    project: str
+    role: str
+
+
+def find_principal(s: Session, token_hash: str) -> Principal | None:
+    row = s.exec(  # type: ignore[call-overload]
+        select(ApiToken).where(ApiToken.token_hash == token_hash, col(ApiToken.revoked_at).is_(None))
+    ).first()
+    if row is None:
+        return None
+    token = row[0]
+    return Principal(token.id, token.project, token.role)
+
+
+def project_has_tokens(s: Session, project: str) -> bool:
+    return s.execute(select(ApiToken.id).where(ApiToken.project == project).limit(1)).first() is not None
+
+
+# --- keys ------------------------------------------------------------------------
+
+
+def key_facts(key: Key) -> KeyFacts:
+    return KeyFacts(
+        state=KeyState(key.state),
+        origin=Origin(key.origin),
+        manager=Manager(key.manager),
+        material=MaterialState(key.material_state),
+    )
+
+
+def get_key(s: Session, project: str | None, key_id: str, *, for_update: bool = False) -> Key:
+    """A key of ``project`` (any project when None); another project's key is NotFound."""
+    stmt = select(Key).where(Key.id == key_id)
+    if project is not None:
+        stmt = stmt.where(Key.project == project)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = s.execute(stmt).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"key {key_id} not found; check the key id (it may have been deleted)")
+    return row
+
+
+def find_key(s: Session, key_id: str, *, for_update: bool = False) -> Key | None:
+    stmt = select(Key).where(Key.id == key_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return s.execute(stmt).scalar_one_or_none()
+
+
+def set_tags(s: Session, key_id: str, tags: dict[str, str]) -> None:
+    s.execute(delete(KeyTag).where(col(KeyTag.key_id) == key_id))
+    for name, value in tags.items():
+        s.add(KeyTag(key_id=key_id, name=name, value=value))
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(values, list) or len(values) != arity:
+            raise ValueError
+        return values
+    except (ValueError, TypeError):
+        raise ValidationError("cursor is not valid; pass the next_cursor of a previous page unchanged") from None
+
+
+def list_keys(
+    s: Session,
+    project: str,
+    *,
+    manager: str | None,
+    state: str | None,
+    q: str | None,
+    tag: tuple[str, str] | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Key], str | None]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    stmt = select(Key).where(Key.project == project)
+    if manager:
+        stmt = stmt.where(Key.manager == manager)
+    if state:
+        stmt = stmt.where(Key.state == state)
+    if q:
+        pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(
+            or_(func.lower(Key.name).like(pattern, escape="\\"), col(Key.id).startswith(q.lower()))
+        )
+    if tag:
+        stmt = stmt.where(
+            exists().where(
+                and_(
+                    col(KeyTag.key_id) == col(Key.id),
+                    col(KeyTag.name) == tag[0],
+                    col(KeyTag.value) == tag[1],
+                )
+            )
+        )
+    if cursor:
+        created, key_id = decode_cursor(cursor, 2)
+        created_at = datetime.fromisoformat(created)
+        stmt = stmt.where(tuple_(col(Key.created_at), col(Key.id)) < tuple_(created_at, key_id))
+    stmt = stmt.order_by(col(Key.created_at).desc(), col(Key.id).desc()).limit(limit + 1)
+    rows = list(s.execute(stmt).scalars())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor([as_utc(last.created_at).isoformat(), last.id])
+    return rows, next_cursor
+
+
+def cas_update_key(s: Session, key: Key, now: datetime, **values: Any) -> bool:
+    """Apply ``values`` only if the key is still at the version and state we read."""
+    result = s.execute(
+        update(Key)
+        .where(col(Key.id) == key.id, col(Key.version) == key.version, col(Key.state) == key.state)
+        .values(version=key.version + 1, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def store_material(s: Session, key_id: str, version: int, sealed: bytes, now: datetime) -> None:
+    s.add(KeyMaterial(key_id=key_id, version=version, sealed=sealed, created_at=now))
+
+
+def load_material(s: Session, key_id: str, version: int) -> bytes | None:
+    row = s.get(KeyMaterial, (key_id, version))
+    return None if row is None else row.sealed
+
+
+def destroy_material(s: Session, key_id: str) -> None:
+    s.execute(delete(KeyMaterial).where(col(KeyMaterial.key_id) == key_id))
+
+
+def delete_key_row(s: Session, key_id: str) -> None:
+    destroy_material(s, key_id)
+    s.execute(delete(KeyTag).where(col(KeyTag.key_id) == key_id))
+    s.execute(delete(Timer).where(col(Timer.subject_id) == key_id))
+    s.execute(delete(Key).where(col(Key.id) == key_id))
+
+
+# --- operations ------------------------------------------------------------------
+
+
+def pending_operations(s: Session, key_id: str) -> list[Operation]:
+    """Accepted, unfinished commands on a key, in acceptance order."""
+    stmt = (
+        select(Operation)
+        .where(col(Operation.key_id) == key_id, col(Operation.status).in_(ACTIVE_STATUSES))
+        .order_by(col(Operation.seq))
+    )
+    return list(s.execute(stmt).scalars())
+
+
+def get_operation(s: Session, project: str | None, op_id: str) -> Operation:
+    stmt = select(Operation).where(Operation.id == op_id)
+    if project is not None:
+        stmt = stmt.where(Operation.project == project)
+    row = s.execute(stmt).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"operation {op_id} not found; check the operation id")
+    return row
+
+
+def find_operation(s: Session, op_id: str) -> Operation | None:
+    return s.execute(select(Operation).where(Operation.id == op_id)).scalar_one_or_none()
+
+
+def list_operations(
+    s: Session,
+    project: str,
+    *,
+    status: str | None,
+    kind: str | None,
+    key_id: str | None,
+    batch_id: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Operation], str | None]:
+    """Newest first, keyset-paginated on seq."""
+    stmt = select(Operation).where(Operation.project == project)
+    for column, value in (
+        (Operation.status, status),
+        (Operation.kind, kind),
+        (Operation.key_id, key_id),
+        (Operation.batch_id, batch_id),
+    ):
+        if value:
+            stmt = stmt.where(column == value)
+    if cursor:
+        (seq,) = decode_cursor(cursor, 1)
+        stmt = stmt.where(col(Operation.seq) < int(seq))
+    rows = list(s.execute(stmt.order_by(col(Operation.seq).desc()).limit(limit + 1)).scalars())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor([rows[-1].seq])
+    return rows, next_cursor
+
+
+def claim_operation(s: Session, op: Operation, now: datetime, lease_s: float) -> bool:
+    """QUEUED (or RUNNING with an expired lease) → RUNNING, for one worker only."""
+    result = s.execute(
+        update(Operation)
+        .where(
+            col(Operation.seq) == op.seq,
+            or_(
+                col(Operation.status) == OperationStatus.QUEUED.value,
+                and_(col(Operation.status) == OperationStatus.RUNNING.value, col(Operation.lease_until) < now),
+            ),
+        )
+        .values(
+            status=OperationStatus.RUNNING.value,
+            attempts=Operation.attempts + 1,  # type: ignore[operator]
+            started_at=func.coalesce(Operation.started_at, now),
+            lease_until=now + timedelta(seconds=lease_s),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def finish_operation(
+    s: Session,
+    op_id: str,
+    now: datetime,
+    *,
+    status: OperationStatus,
+    result: dict[str, Any] | None = None,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    only_if_running: bool = True,
+) -> bool:
+    stmt = update(Operation).where(col(Operation.id) == op_id)
+    if only_if_running:
+        stmt = stmt.where(col(Operation.status) == OperationStatus.RUNNING.value)
+    else:
+        stmt = stmt.where(col(Operation.status).in_(ACTIVE_STATUSES))
+    res = s.execute(
+        stmt.values(
+            status=status.value,
+            result=result,
+            error_code=error_code,
+            error_message=error_message,
+            finished_at=now,
+            lease_until=None,
+            # an operation run straight from QUEUED was not claimed first: count its attempt here
+            attempts=case(
+                (col(Operation.status) == OperationStatus.QUEUED.value, Operation.attempts + 1),  # type: ignore[operator]
+                else_=Operation.attempts,
+            ),
+        ).execution_options(synchronize_session=False)
+    )
+    return res.rowcount == 1  # type: ignore[attr-defined]
+
+
+def release_operation(s: Session, op_id: str) -> None:
+    """Give a RUNNING operation back to the queue after a transient fault."""
+    s.execute(
+        update(Operation)
+        .where(col(Operation.id) == op_id, col(Operation.status) == OperationStatus.RUNNING.value)
+        .values(status=OperationStatus.QUEUED.value, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_sent(s: Session, op_ids: Iterable[str], now: datetime) -> None:
+    ids = list(op_ids)
+    if ids:
+        s.execute(
+            update(Operation)
+            .where(col(Operation.id).in_(ids))
+            .values(sent_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def claim_stale_operations(
+    s: Session, now: datetime, *, requeue_after_s: float, limit: int, skip_locked: bool
+) -> list[Operation]:
+    """Operations whose message was probably lost: QUEUED and sent long ago, or
+    RUNNING past their lease (the worker died). Their ``sent_at`` is bumped so
+    that several scheduler replicas do not all re-send them."""
+    cutoff = now - timedelta(seconds=requeue_after_s)
+    stmt = (
+        select(Operation)
+        .where(
+            or_(
+                and_(
+                    col(Operation.status) == OperationStatus.QUEUED.value,
+                    or_(col(Operation.sent_at).is_(None), col(Operation.sent_at) < cutoff),
+                ),
+                and_(
+                    col(Operation.status) == OperationStatus.RUNNING.value,
+                    col(Operation.lease_until) < now,
+                    or_(col(Operation.sent_at).is_(None), col(Operation.sent_at) < cutoff),
+                ),
+            )
+        )
+        .order_by(col(Operation.seq))
+        .limit(limit)
+    )
+    if skip_locked:
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list(s.execute(stmt).scalars())
+    mark_sent(s, (r.id for r in rows), now)
+    return rows
+
+
+def remember_idempotency(
+    s: Session, *, project: str, idempotency_key: str, request_hash: str, operation_id: str, now: datetime
+) -> None:
+    s.add(
+        IdempotencyRecord(
+            project=project,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            operation_id=operation_id,
+            created_at=now,
+        )
+    )
+
+
+def recall_idempotency(
+    s: Session, *, project: str, idempotency_key: str, request_hash: str, now: datetime, ttl_s: float
+) -> str | None:
+    """The operation an earlier identical request created, if any, within ``ttl_s``."""
+    row = s.get(IdempotencyRecord, (project, idempotency_key))
+    if row is None or as_utc(row.created_at) < now - timedelta(seconds=ttl_s):
+        return None
+    if row.request_hash != request_hash:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with a different request; use a new key for a new request"
+        )
+    return row.operation_id
+
+
+def forget_idempotency(s: Session, *, project: str, idempotency_key: str) -> None:
+    s.execute(
+        delete(IdempotencyRecord).where(
+            col(IdempotencyRecord.project) == project,
+            col(IdempotencyRecord.idempotency_key) == idempotency_key,
+        )
+    )
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    return "unique" in str(exc.orig).lower() or "duplicate" in str(exc.orig).lower()
+
+
+# --- timers ----------------------------------------------------------------------
+
+
+def set_timer(s: Session, kind: str, subject_id: str, due_at: datetime) -> Timer:
+    """One pending timer per (kind, subject): (re)arm it for ``due_at``."""
+    timer = s.execute(
+        select(Timer).where(col(Timer.kind) == kind, col(Timer.subject_id) == subject_id)
+    ).scalar_one_or_none()
+    if timer is None:
+        timer = Timer(kind=kind, subject_id=subject_id, due_at=due_at)
+        s.add(timer)
+    else:
+        timer.due_at, timer.sent_at, timer.fired_at = due_at, None, None
+    s.flush()
+    return timer
+
+
+def cancel_timer(s: Session, kind: str, subject_id: str) -> None:
+    s.execute(delete(Timer).where(col(Timer.kind) == kind, col(Timer.subject_id) == subject_id))
+
+
+def get_timer(s: Session, timer_id: int) -> Timer | None:
+    return s.get(Timer, timer_id)
+
+
+def mark_timer_sent(s: Session, timer_id: int, now: datetime) -> None:
+    s.execute(
+        update(Timer).where(col(Timer.id) == timer_id).values(sent_at=now).execution_options(
+            synchronize_session=False
+        )
+    )
+
+
+def finish_timer(s: Session, timer_id: int) -> None:
+    s.execute(delete(Timer).where(col(Timer.id) == timer_id))
+
+
+def claim_due_timers(
+    s: Session, now: datetime, *, horizon_s: float, grace_s: float, limit: int, skip_locked: bool
+) -> list[Timer]:
+    """Timers to send now: never sent and due within the horizon, or sent but
+    overdue by more than ``grace_s`` (the delayed message was lost)."""
+    horizon = now + timedelta(seconds=horizon_s)
+    overdue = now - timedelta(seconds=grace_s)
+    stmt = (
+        select(Timer)
+        .where(
+            col(Timer.fired_at).is_(None),
+            or_(
+                and_(col(Timer.sent_at).is_(None), col(Timer.due_at) <= horizon),
+                and_(col(Timer.due_at) < overdue, col(Timer.sent_at) < overdue),
+            ),
+        )
+        .order_by(col(Timer.due_at))
+        .limit(limit)
+    )
+    if skip_locked:
+        stmt = stmt.with_for_update(skip_locked=True)
+    timers = list(s.execute(stmt).scalars())
+    for t in timers:
+        t.sent_at = now
+    s.flush()
+    return timers
+
+
+# --- audit -----------------------------------------------------------------------
+
+
+def audit(
+    s: Session,
+    *,
+    now: datetime,
+    project: str,
+    action: str,
+    outcome: str,
+    key_id: str | None = None,
+    token_id: str | None = None,
+    role: str | None = None,
+    request_id: str | None = None,
+    operation_id: str | None = None,
+) -> None:
+    s.add(
+        AuditEvent(
+            at=now,
+            project=project,
+            token_id=token_id,
+            role=role,
+            action=action,
+            key_id=key_id,
+            outcome=outcome,
+            request_id=request_id,
+            operation_id=operation_id,
+        )
+    )
+
+
+def count_keys_by_state(s: Session) -> dict[str, int]:
+    rows = s.execute(select(Key.state, func.count()).group_by(Key.state)).all()
+    return {state: n for state, n in rows}
+
+
+# --- serialisation -------------------------------------------------------------------
+
+
+def key_to_dict(key: Key) -> dict[str, Any]:
+    """The public view of a key (DESIGN §5 ``Key``): never any material."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "description": key.description,
+        "tags": dict(key.tags or {}),
+        "key_type": key.key_type,
+        "key_spec": key.key_spec,
+        "key_usage": key.key_usage,
+        "origin": key.origin,
+        "manager": key.manager,
+        "service": key.service,
+        "state": key.state,
+        "created_at": rfc3339(key.created_at),
+        "updated_at": rfc3339(key.updated_at),
+        "deletion_date": rfc3339(key.deletion_date),
+        "pending_window_days": key.pending_window_days,
+        "material": {
+            "state": key.material_state,
+            "imported_at": rfc3339(key.material_imported_at),
+            "expires_at": rfc3339(key.material_expires_at),
+        },
+    }
+
+
+def operation_to_dict(op: Operation) -> dict[str, Any]:
+    return {
+        "id": op.id,
+        "kind": op.kind,
+        "key_id": op.key_id,
+        "batch_id": op.batch_id,
+        "status": op.status,
+        "error": {"code": op.error_code, "message": op.error_message} if op.error_code else None,
+        "result": op.result,
+        "attempts": op.attempts,
+        "created_at": rfc3339(op.created_at),
+        "started_at": rfc3339(op.started_at),
+        "finished_at": rfc3339(op.finished_at),
+    }

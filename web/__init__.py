@@ -1,0 +1,1 @@
+"""The thin aiohttp front end: authenticate, validate, persist, enqueue, answer."""

@@ -1,0 +1,29 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from web.context import SERVICES, Services
+from web.middleware import errors_middleware
+from web.routes import add_routes
+
+#: Bodies above this answer 413 PayloadTooLarge (import uploads are far smaller).
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(svc: Services) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY_BYTES)
+    app[SERVICES] = svc
+    add_routes(app)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        yield
+        svc.executor.shutdown(wait=True)
+        svc.queue.close()
+        svc.db.dispose()
+
+    app.cleanup_ctx.append(resources)
+    return app

@@ -1,0 +1,151 @@
+"""Accepting commands: validate what can be validated at once, commit the
+operation row, enqueue its message, answer 202 (DESIGN §2).
+
+Refusals knowable at acceptance come back as 4xx: the key's state is projected
+through the commands already queued on it (kms.lifecycle), so a disable queued
+behind a create is judged against the state the create will leave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from kms.commands import OperationStatus, route_for
+from kms.errors import KmsError
+from kms.lifecycle import Command, KeyFacts, KeyState, MaterialState, created_state, plan
+from kms.specs import Origin
+from models import repo
+from models.tables import Key, Operation
+from web.context import Services
+
+IDEMPOTENCY_TTL_S = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    project: str
+    token_id: str
+    role: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Accepted:
+    operation: dict[str, Any]
+    key: dict[str, Any] | None
+
+
+def projected_facts(key: Key, pending: list[Operation]) -> KeyFacts:
+    """The key as it will be once the already-accepted commands have run."""
+    facts = repo.key_facts(key)
+    for op in pending:
+        command = Command(op.kind)
+        if command is Command.CREATE_KEY:
+            origin = Origin(key.origin)
+            material = MaterialState.ACTIVE if origin is Origin.VNGCLOUD else MaterialState.NONE
+            facts = replace(facts, state=created_state(origin), material=material)
+            continue
+        try:
+            facts = replace(facts, state=plan(command, facts, key.id))
+        except KmsError:
+            continue  # it will fail and change nothing
+        if command is Command.IMPORT_MATERIAL:
+            facts = replace(facts, material=MaterialState.ACTIVE)
+        elif command is Command.DELETE_MATERIAL:
+            facts = replace(facts, material=MaterialState.DELETED)
+    return facts
+
+
+def new_operation(caller: Caller, kind: Command, key_id: str, params: dict[str, Any], now: datetime,
+                  batch_id: str | None = None) -> Operation:
+    return Operation(
+        id=repo.new_id(),
+        project=caller.project,
+        kind=kind.value,
+        key_id=key_id,
+        batch_id=batch_id,
+        status=OperationStatus.QUEUED.value,
+        params=params,
+        request_id=caller.request_id,
+        token_id=caller.token_id,
+        created_at=now,
+        sent_at=now,
+    )
+
+
+def check_command(s: Session, caller: Caller, key_id: str, command: Command) -> Key:
+    """Load the key (NotFound for another project's) and refuse at once what the
+    lifecycle table refuses against its projected state."""
+    key = repo.get_key(s, caller.project, key_id, for_update=True)
+    plan(command, projected_facts(key, repo.pending_operations(s, key_id)), key_id)
+    return key
+
+
+Writer = Callable[[Session, datetime], Operation]
+
+
+def accept(
+    svc: Services,
+    caller: Caller,
+    write: Writer,
+    *,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> Accepted:
+    """Run ``write`` (which adds the operation and any rows) in one transaction,
+    honouring ``Idempotency-Key``, then enqueue. Blocking: call via ``svc.run``."""
+    now = svc.clock.now()
+    try:
+        with svc.db.write() as s:
+            if idempotency_key:
+                earlier = repo.recall_idempotency(
+                    s, project=caller.project, idempotency_key=idempotency_key,
+                    request_hash=request_hash, now=now, ttl_s=IDEMPOTENCY_TTL_S,
+                )
+                if earlier is not None:
+                    return _describe(s, repo.get_operation(s, caller.project, earlier))
+                repo.forget_idempotency(s, project=caller.project, idempotency_key=idempotency_key)
+            op = write(s, now)
+            s.flush()
+            if idempotency_key:
+                repo.remember_idempotency(
+                    s, project=caller.project, idempotency_key=idempotency_key,
+                    request_hash=request_hash, operation_id=op.id, now=now,
+                )
+            accepted = _describe(s, op)
+    except IntegrityError as exc:
+        if idempotency_key and repo.is_unique_violation(exc):
+            # A concurrent twin won the race: answer with its operation.
+            with svc.db.read() as s:
+                earlier = repo.recall_idempotency(
+                    s, project=caller.project, idempotency_key=idempotency_key,
+                    request_hash=request_hash, now=now, ttl_s=IDEMPOTENCY_TTL_S,
+                )
+                if earlier is not None:
+                    return _describe(s, repo.get_operation(s, caller.project, earlier))
+        raise
+    params = op.params or {}
+    svc.queue.send(route_for(op.kind, params.get("key_spec"), params.get("origin")), op.id)
+    return accepted
+
+
+def _describe(s: Session, op: Operation) -> Accepted:
+    key = repo.find_key(s, op.key_id) if op.key_id else None
+    return Accepted(repo.operation_to_dict(op), repo.key_to_dict(key) if key else None)
+
+
+def describe_operation(svc: Services, project: str, op_id: str, *, only_final: bool = False) -> Accepted | None:
+    with svc.db.read() as s:
+        op = repo.get_operation(s, project, op_id)
+        if only_final and not OperationStatus(op.status).is_final:
+            return None
+        return _describe(s, op)
+
+
+__all__ = ["Accepted", "Caller", "KeyState", "accept", "check_command", "describe_operation", "new_operation"]

@@ -1,0 +1,51 @@
+"""Enqueueing operation messages by actor name (web/ never imports workers/)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from kms.commands import Route
+
+logger = logging.getLogger("kms.web")
+
+
+class Enqueuer:
+    """Sends ``actor(operation_id)`` messages. A failed send loses nothing: the
+    operation row is committed, and the scheduler re-sends what never started."""
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self.broker = broker
+
+    @classmethod
+    def for_redis(cls, url: str, namespace: str) -> Enqueuer:
+        return cls(RedisBroker(url=url, namespace=namespace, middleware=[]))
+
+    def send(self, route: Route, operation_id: str) -> bool:
+        return self.send_many([(route, operation_id)])
+
+    def send_many(self, items: Iterable[tuple[Route, str]]) -> bool:
+        try:
+            for route, operation_id in items:
+                message = dramatiq.Message(
+                    queue_name=route.queue.value,
+                    actor_name=route.actor_name,
+                    args=(operation_id,),
+                    kwargs={},
+                    options={},
+                )
+                self.broker.enqueue(message)
+            return True
+        except Exception as exc:  # Redis down: the sweep re-sends later
+            logger.warning("enqueue failed (%s); the scheduler will re-send", type(exc).__name__)
+            return False
+
+    def ping(self) -> None:
+        if isinstance(self.broker, RedisBroker):
+            self.broker.client.ping()
+
+    def close(self) -> None:
+        self.broker.close()

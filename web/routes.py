@@ -1,0 +1,53 @@
+"""The URL table, apart from the handlers. OpenAPI is generated from it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from web.handlers import health, keys, managed, operations
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    summary: str
+    roles: tuple[str, ...] = ("member", "admin")
+    accepts: bool = False  # answers 202 with an operation
+
+
+ROUTES: list[Route] = [
+    Route("GET", "/healthz", health.healthz, "Process is up", roles=()),
+    Route("GET", "/readyz", health.readyz, "Database and Redis reachable", roles=()),
+    Route("POST", "/v1/keys", keys.create_key, "Create a customer-managed key", accepts=True),
+    Route("GET", "/v1/keys", keys.list_keys, "List keys (manager, state, q, tag filters; keyset pages)",
+          roles=("member", "admin", "service")),
+    Route("GET", "/v1/keys/{key_id}", keys.get_key, "Show one key", roles=("member", "admin", "service")),
+    Route("PATCH", "/v1/keys/{key_id}", keys.update_key, "Edit name, description, tags"),
+    Route("POST", "/v1/keys/{key_id}/enable", keys.enable_key, "Enable a key", accepts=True),
+    Route("POST", "/v1/keys/{key_id}/disable", keys.disable_key, "Disable a key", accepts=True),
+    Route("POST", "/v1/keys/{key_id}/schedule-deletion", keys.schedule_deletion,
+          "Schedule deletion after a 7-30 day waiting period", accepts=True),
+    Route("POST", "/v1/keys/{key_id}/cancel-deletion", keys.cancel_deletion,
+          "Cancel a scheduled deletion (the key becomes DISABLED)", accepts=True),
+    Route("DELETE", "/v1/keys/{key_id}/material", keys.delete_material, "Delete imported key material",
+          accepts=True),
+    Route("POST", "/v1/projects/{project}/managed-keys", managed.create_managed_key,
+          "Create a provider-managed key for a project", roles=("service",), accepts=True),
+    Route("GET", "/v1/operations", operations.list_operations, "List operations",
+          roles=("member", "admin", "service")),
+    Route("GET", "/v1/operations/{operation_id}", operations.get_operation,
+          "Show an operation (Prefer: wait=N waits for it)", roles=("member", "admin", "service")),
+]
+
+
+def add_routes(app: web.Application) -> None:
+    from web.openapi import openapi_handler
+
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
+    app.router.add_get("/v1/openapi.json", openapi_handler)

@@ -1,0 +1,1 @@
+"""Dramatiq actors that carry out every state change, and the scheduler loop."""
