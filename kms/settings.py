@@ -23,7 +23,7 @@ SETTINGS_VARIABLES: dict[str, str | None] = {
     "KMS_TIMER_HORIZON_S": "3600",
     "KMS_SWEEP_INTERVAL_S": "5",
     "KMS_TIMER_GRACE_S": "3",
-    "KMS_REQUEUE_AFTER_S": "30",
+    "KMS_REQUEUE_AFTER_S": "15",
     "KMS_OPERATION_LEASE_S": "30",
     "KMS_WORKER_PROCESSES": "2",
     "KMS_WORKER_THREADS": "8",
@@ -62,7 +62,7 @@ class Settings:
     timer_horizon_s: float = 3600.0
     sweep_interval_s: float = 5.0
     timer_grace_s: float = 3.0
-    requeue_after_s: float = 30.0
+    requeue_after_s: float = 15.0
     operation_lease_s: float = 30.0
     worker_processes: int = 2
     worker_threads: int = 8
