@@ -214,3 +214,117 @@ async def api(aiohttp_client: Any, rt: Runtime, stub_broker: dramatiq.Broker, st
         admin=make_token(rt.db, "alpha", "admin", now),
         service=make_token(rt.db, "platform", "service", now),
     )
+
+
+# --- whole-service fixtures (integration and end-to-end) ------------------------------------
+
+
+@dataclass
+class Served:
+    """A running `kms serve` subprocess."""
+
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+    proc: Any
+    log_path: Path
+    member: str = ""
+    admin: str = ""
+
+    def headers(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.member}"}
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int | None = None, timeout: float = 30.0) -> float:
+        """Send SIGTERM (or ``sig``); return the seconds it took to exit."""
+        import signal
+        import time
+
+        if self.proc.poll() is not None:
+            return 0.0
+        started = time.monotonic()
+        self.proc.send_signal(sig or signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout + 10)
+        except Exception:
+            self.proc.kill()
+            raise
+        return time.monotonic() - started
+
+
+def start_serve(data_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 60) -> Served:
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from kms.supervisor import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KMS_")}
+    env.update({"KMS_DATA_DIR": str(data_dir), "KMS_PORT": str(port), "KMS_SECONDS_PER_DAY": "1",
+                "KMS_SWEEP_INTERVAL_S": "1", "KMS_LOG_LEVEL": "INFO"})
+    env.update(extra_env or {})
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / f"serve-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 (the process outlives this function)
+    proc = subprocess.Popen([sys.executable, "-m", "kms.cli", "serve"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"kms serve exited early:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise AssertionError(f"kms serve not ready in {timeout}s:\n{log_path.read_text()}")
+    tokens_path = data_dir / "tokens.json"
+    served = Served(url=url, data_dir=data_dir, env=env, proc=proc, log_path=log_path)
+    if tokens_path.exists():
+        tokens = json.loads(tokens_path.read_text())
+        served.member, served.admin = tokens["member"], tokens["admin"]
+    return served
+
+
+@pytest.fixture
+def serve_factory(tmp_path: Path) -> Iterator[Any]:
+    started: list[Served] = []
+
+    def factory(extra_env: dict[str, str] | None = None, data_dir: Path | None = None) -> Served:
+        served = start_serve(data_dir or tmp_path / "data", extra_env)
+        started.append(served)
+        return served
+
+    yield factory
+    for served in started:
+        if served.proc.poll() is None:
+            served.stop()
+
+
+@pytest.fixture(params=["embedded"] + (["external"] if TEST_REDIS_URL else []))
+def service_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Embedded SQLite + Redis, or (when configured) the real PostgreSQL and Redis."""
+    if request.param == "embedded":
+        return {}
+    import base64
+    import uuid
+
+    env = {
+        "KMS_REDIS_URL": str(TEST_REDIS_URL),
+        "KMS_QUEUE_NAMESPACE": f"kms-test-{uuid.uuid4().hex[:8]}",
+        "KMS_ROOT_KEY": base64.b64encode(os.urandom(32)).decode(),
+    }
+    if TEST_DATABASE_URL:
+        url = request.getfixturevalue("postgres_ready")
+        truncate_postgres(url)
+        env["KMS_DATABASE_URL"] = url
+    return env
