@@ -57,8 +57,9 @@ def create_token(settings: Settings, project: str, role: str) -> str:
     token = new_api_token()
     try:
         with db.write() as s:
-            repo.add_token(s, project=project, role=role, token_hash=hash_token(token),
-                           now=SystemClock().now())
+            repo.add_token(
+                s, project=project, role=role, token_hash=hash_token(token), now=SystemClock().now()
+            )
     finally:
         db.dispose()
     return token
@@ -98,8 +99,15 @@ def cmd_web(args: argparse.Namespace) -> int:
     )
     port = args.port if args.port is not None else settings.port
     logger.info("web listening on http://%s:%d", settings.host, port)
-    aioweb.run_app(create_app(svc), host=settings.host, port=port, print=None, reuse_port=True,
-                   shutdown_timeout=10, handle_signals=True)
+    aioweb.run_app(
+        create_app(svc),
+        host=settings.host,
+        port=port,
+        print=None,
+        reuse_port=True,
+        shutdown_timeout=10,
+        handle_signals=True,
+    )
     return 0
 
 
@@ -110,11 +118,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _keyring(settings)  # refuse to start without a root key
     processes = args.processes or settings.worker_processes
     threads = args.threads or settings.worker_threads
-    argv = [sys.executable, "-m", "dramatiq", "workers.app", "--processes", str(processes),
-            "--threads", str(threads), "--worker-shutdown-timeout", "15000"]
+    argv = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.app",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--worker-shutdown-timeout",
+        "15000",
+    ]
     if args.queues:
         argv += ["--queues", *args.queues]
-    os.execv(sys.executable, argv)
+    os.execv(sys.executable, argv)  # noqa: S606 (replace this process with the dramatiq CLI)
     return 0  # not reached
 
 
@@ -165,8 +183,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["KMS_ROOT_KEY_FILE"] = str(settings.generated_root_key_path.resolve())
     upgrade(settings.database_url)
     tokens_path = write_first_tokens(settings)
-    return serve(data_dir=settings.data_dir, host=settings.host, port=settings.port, env=env,
-                 redis_url=settings.redis_url, tokens_path=tokens_path)
+    return serve(
+        data_dir=settings.data_dir,
+        host=settings.host,
+        port=settings.port,
+        env=env,
+        redis_url=settings.redis_url,
+        tokens_path=tokens_path,
+    )
 
 
 def write_first_tokens(settings: Settings) -> Path | None:

@@ -123,7 +123,9 @@ class Settings:
             try:
                 text = self.root_key_file.read_text()
             except OSError as exc:
-                raise RootKeyError(f"cannot read KMS_ROOT_KEY_FILE {self.root_key_file}: {exc.strerror}") from None
+                raise RootKeyError(
+                    f"cannot read KMS_ROOT_KEY_FILE {self.root_key_file}: {exc.strerror}"
+                ) from None
             return RootKeyring(parse_root_keys(text))
         path = self.generated_root_key_path
         if path.exists():

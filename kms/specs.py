@@ -77,9 +77,7 @@ def _enum_value(enum: type[E], value: object, field: str) -> E:
     try:
         return enum(value.strip().upper())
     except ValueError:
-        raise ValidationError(
-            f"{field} {value!r} is not supported; use one of: {', '.join(enum)}"
-        ) from None
+        raise ValidationError(f"{field} {value!r} is not supported; use one of: {', '.join(enum)}") from None
 
 
 def parse_key_spec(value: object) -> KeySpec:

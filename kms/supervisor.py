@@ -9,6 +9,7 @@ message still queued. The whole stop fits in 30 s.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -65,10 +66,8 @@ class Child:
             self.proc.wait(timeout=budget_s)
         except subprocess.TimeoutExpired:
             logger.warning("%s did not stop within %.0fs; killing it", self.name, budget_s)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(timeout=5)
 
 
@@ -78,9 +77,25 @@ def start_embedded_redis(data_dir: Path, env: dict[str, str]) -> tuple[Child, st
     redis_dir = (data_dir / "redis").resolve()
     redis_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        redis_server_path(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir),
-        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
-        "--logfile", str(redis_dir / "redis.log"), "--protected-mode", "yes",
+        redis_server_path(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(redis_dir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(redis_dir / "redis.log"),
+        "--protected-mode",
+        "yes",
     ]
     child = Child("redis", argv, env)
     child.start()
@@ -112,7 +127,12 @@ def wait_ready(url: str, timeout_s: float) -> bool:
 
 
 def serve(
-    *, data_dir: Path, host: str, port: int, env: dict[str, str], redis_url: str | None,
+    *,
+    data_dir: Path,
+    host: str,
+    port: int,
+    env: dict[str, str],
+    redis_url: str | None,
     tokens_path: Path | None,
 ) -> int:
     stopping = False

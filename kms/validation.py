@@ -62,7 +62,8 @@ def pending_window_days(value: Any) -> int:
         return DEFAULT_PENDING_WINDOW_DAYS
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(
-            f"pending_window_days must be an integer from {MIN_PENDING_WINDOW_DAYS} to {MAX_PENDING_WINDOW_DAYS}"
+            "pending_window_days must be an integer from "
+            f"{MIN_PENDING_WINDOW_DAYS} to {MAX_PENDING_WINDOW_DAYS}"
         )
     if not MIN_PENDING_WINDOW_DAYS <= value <= MAX_PENDING_WINDOW_DAYS:
         raise ValidationError(
@@ -75,4 +76,6 @@ def pending_window_days(value: Any) -> int:
 def known_fields(body: dict[str, Any], allowed: set[str], what: str) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise ValidationError(f"unknown field(s) for {what}: {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise ValidationError(
+            f"unknown field(s) for {what}: {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )

@@ -69,15 +69,21 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction: committed on success, rolled back on any error."""
-        with _translate_outage(), Session(self.write_engine, expire_on_commit=False) as session:
-            with session.begin():
-                yield session
+        with (
+            _translate_outage(),
+            Session(self.write_engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with _translate_outage(), Session(self.read_engine, expire_on_commit=False) as session:
-            with session.begin():
-                yield session
+        with (
+            _translate_outage(),
+            Session(self.read_engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
 
     def ping(self) -> None:
         with self.read() as s:

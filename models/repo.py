@@ -67,7 +67,7 @@ class Principal:
 
 def find_principal(s: Session, token_hash: str) -> Principal | None:
     row = s.exec(  # type: ignore[call-overload]
-        select(ApiToken).where(ApiToken.token_hash == token_hash, col(ApiToken.revoked_at).is_(None))
+        select(ApiToken).where(col(ApiToken.token_hash) == token_hash, col(ApiToken.revoked_at).is_(None))
     ).first()
     if row is None:
         return None
@@ -76,7 +76,10 @@ def find_principal(s: Session, token_hash: str) -> Principal | None:
 
 
 def project_has_tokens(s: Session, project: str) -> bool:
-    return s.execute(select(ApiToken.id).where(ApiToken.project == project).limit(1)).first() is not None
+    return (
+        s.execute(select(col(ApiToken.id)).where(col(ApiToken.project) == project).limit(1)).first()
+        is not None
+    )
 
 
 # --- keys ------------------------------------------------------------------------
@@ -93,9 +96,9 @@ def key_facts(key: Key) -> KeyFacts:
 
 def get_key(s: Session, project: str | None, key_id: str, *, for_update: bool = False) -> Key:
     """A key of ``project`` (any project when None); another project's key is NotFound."""
-    stmt = select(Key).where(Key.id == key_id)
+    stmt = select(Key).where(col(Key.id) == key_id)
     if project is not None:
-        stmt = stmt.where(Key.project == project)
+        stmt = stmt.where(col(Key.project) == project)
     if for_update:
         stmt = stmt.with_for_update()
     row = s.execute(stmt).scalar_one_or_none()
@@ -105,7 +108,7 @@ def get_key(s: Session, project: str | None, key_id: str, *, for_update: bool = 
 
 
 def find_key(s: Session, key_id: str, *, for_update: bool = False) -> Key | None:
-    stmt = select(Key).where(Key.id == key_id)
+    stmt = select(Key).where(col(Key.id) == key_id)
     if for_update:
         stmt = stmt.with_for_update()
     return s.execute(stmt).scalar_one_or_none()
@@ -129,7 +132,9 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
             raise ValueError
         return values
     except (ValueError, TypeError):
-        raise ValidationError("cursor is not valid; pass the next_cursor of a previous page unchanged") from None
+        raise ValidationError(
+            "cursor is not valid; pass the next_cursor of a previous page unchanged"
+        ) from None
 
 
 def list_keys(
@@ -144,11 +149,11 @@ def list_keys(
     cursor: str | None,
 ) -> tuple[list[Key], str | None]:
     """Newest first, keyset-paginated on (created_at, id)."""
-    stmt = select(Key).where(Key.project == project)
+    stmt = select(Key).where(col(Key.project) == project)
     if manager:
-        stmt = stmt.where(Key.manager == manager)
+        stmt = stmt.where(col(Key.manager) == manager)
     if state:
-        stmt = stmt.where(Key.state == state)
+        stmt = stmt.where(col(Key.state) == state)
     if q:
         pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         stmt = stmt.where(
@@ -223,9 +228,9 @@ def pending_operations(s: Session, key_id: str) -> list[Operation]:
 
 
 def get_operation(s: Session, project: str | None, op_id: str) -> Operation:
-    stmt = select(Operation).where(Operation.id == op_id)
+    stmt = select(Operation).where(col(Operation.id) == op_id)
     if project is not None:
-        stmt = stmt.where(Operation.project == project)
+        stmt = stmt.where(col(Operation.project) == project)
     row = s.execute(stmt).scalar_one_or_none()
     if row is None:
         raise NotFound(f"operation {op_id} not found; check the operation id")
@@ -233,7 +238,7 @@ def get_operation(s: Session, project: str | None, op_id: str) -> Operation:
 
 
 def find_operation(s: Session, op_id: str) -> Operation | None:
-    return s.execute(select(Operation).where(Operation.id == op_id)).scalar_one_or_none()
+    return s.execute(select(Operation).where(col(Operation.id) == op_id)).scalar_one_or_none()
 
 
 def list_operations(
@@ -248,7 +253,7 @@ def list_operations(
     cursor: str | None,
 ) -> tuple[list[Operation], str | None]:
     """Newest first, keyset-paginated on seq."""
-    stmt = select(Operation).where(Operation.project == project)
+    stmt = select(Operation).where(col(Operation.project) == project)
     for column, value in (
         (Operation.status, status),
         (Operation.kind, kind),
@@ -256,7 +261,7 @@ def list_operations(
         (Operation.batch_id, batch_id),
     ):
         if value:
-            stmt = stmt.where(column == value)
+            stmt = stmt.where(col(column) == value)
     if cursor:
         (seq,) = decode_cursor(cursor, 1)
         stmt = stmt.where(col(Operation.seq) < int(seq))
@@ -276,7 +281,9 @@ def claim_operation(s: Session, op: Operation, now: datetime, lease_s: float) ->
             col(Operation.seq) == op.seq,
             or_(
                 col(Operation.status) == OperationStatus.QUEUED.value,
-                and_(col(Operation.status) == OperationStatus.RUNNING.value, col(Operation.lease_until) < now),
+                and_(
+                    col(Operation.status) == OperationStatus.RUNNING.value, col(Operation.lease_until) < now
+                ),
             ),
         )
         .values(
@@ -445,9 +452,10 @@ def get_timer(s: Session, timer_id: int) -> Timer | None:
 
 def mark_timer_sent(s: Session, timer_id: int, now: datetime) -> None:
     s.execute(
-        update(Timer).where(col(Timer.id) == timer_id).values(sent_at=now).execution_options(
-            synchronize_session=False
-        )
+        update(Timer)
+        .where(col(Timer.id) == timer_id)
+        .values(sent_at=now)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -515,7 +523,7 @@ def audit(
 
 
 def count_keys_by_state(s: Session) -> dict[str, int]:
-    rows = s.execute(select(Key.state, func.count()).group_by(Key.state)).all()
+    rows = s.execute(select(col(Key.state), func.count()).group_by(Key.state)).all()
     return {state: n for state, n in rows}
 
 

@@ -85,7 +85,9 @@ class Operation(SQLModel, table=True):
     )
     seq: int | None = Field(
         default=None,
-        sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
     )
     id: str = Field(unique=True, max_length=36)
     project: str = Field(max_length=128)

@@ -37,8 +37,15 @@ TEST_REDIS_URL = os.environ.get("KMS_TEST_REDIS_URL") or None
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 
 TABLES = [
-    "audit_events", "idempotency_records", "key_materials", "key_tags", "keys", "operations",
-    "timers", "api_tokens", "projects",
+    "audit_events",
+    "idempotency_records",
+    "key_materials",
+    "key_tags",
+    "keys",
+    "operations",
+    "timers",
+    "api_tokens",
+    "projects",
 ]
 
 
@@ -102,8 +109,14 @@ def keyring(root_key_b64: str) -> RootKeyring:
 def settings(db_url: str, tmp_path: Path) -> Settings:
     # A short horizon: unit tests move the fake clock and sweep, instead of waiting
     # for delayed messages.
-    return Settings(data_dir=tmp_path, database_url=db_url, seconds_per_day=1.0, timer_horizon_s=1.0,
-                    requeue_after_s=30.0, operation_lease_s=30.0)
+    return Settings(
+        data_dir=tmp_path,
+        database_url=db_url,
+        seconds_per_day=1.0,
+        timer_horizon_s=1.0,
+        requeue_after_s=30.0,
+        operation_lease_s=30.0,
+    )
 
 
 @pytest.fixture
@@ -187,7 +200,9 @@ class Api:
         _, key = await self.call("GET", f"/v1/keys/{answer['key']['id']}", token)
         return key
 
-    async def command(self, key_id: str, action: str, token: str | None = None, **body: Any) -> tuple[int, Any]:
+    async def command(
+        self, key_id: str, action: str, token: str | None = None, **body: Any
+    ) -> tuple[int, Any]:
         status, answer = await self.call("POST", f"/v1/keys/{key_id}/{action}", token, json=body or None)
         if status == 202:
             await self.settle()
@@ -197,13 +212,20 @@ class Api:
 
 
 @pytest.fixture
-async def api(aiohttp_client: Any, rt: Runtime, stub_broker: dramatiq.Broker, stub_worker: Any) -> AsyncIterator[Api]:
+async def api(
+    aiohttp_client: Any, rt: Runtime, stub_broker: dramatiq.Broker, stub_worker: Any
+) -> AsyncIterator[Api]:
     from web.app import create_app
     from web.context import Services
     from web.queue import Enqueuer
 
-    svc = Services(settings=rt.settings, db=Database(rt.settings.database_url), keyring=rt.keyring,
-                   clock=rt.clock, queue=Enqueuer(stub_broker))
+    svc = Services(
+        settings=rt.settings,
+        db=Database(rt.settings.database_url),
+        keyring=rt.keyring,
+        clock=rt.clock,
+        queue=Enqueuer(stub_broker),
+    )
     client = await aiohttp_client(create_app(svc))
     now = rt.clock.now()
     yield Api(
@@ -265,21 +287,29 @@ def start_serve(data_dir: Path, extra_env: dict[str, str] | None = None, timeout
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KMS_")}
-    env.update({"KMS_DATA_DIR": str(data_dir), "KMS_PORT": str(port), "KMS_SECONDS_PER_DAY": "1",
-                "KMS_SWEEP_INTERVAL_S": "1", "KMS_LOG_LEVEL": "INFO"})
+    env.update(
+        {
+            "KMS_DATA_DIR": str(data_dir),
+            "KMS_PORT": str(port),
+            "KMS_SECONDS_PER_DAY": "1",
+            "KMS_SWEEP_INTERVAL_S": "1",
+            "KMS_LOG_LEVEL": "INFO",
+        }
+    )
     env.update(extra_env or {})
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"serve-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 (the process outlives this function)
-    proc = subprocess.Popen([sys.executable, "-m", "kms.cli", "serve"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kms.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"kms serve exited early:\n{log_path.read_text()}")
         try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1) as resp:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as resp:  # noqa: S310
                 if resp.status == 200:
                     break
         except OSError:

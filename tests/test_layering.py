@@ -43,9 +43,7 @@ def test_layering(path: Path) -> None:
     if rel in EXEMPT:
         return
     package = rel.split("/")[0]
-    bad = sorted(
-        m for m in imported_modules(path) if m.split(".")[0] in FORBIDDEN[package]
-    )
+    bad = sorted(m for m in imported_modules(path) if m.split(".")[0] in FORBIDDEN[package])
     assert not bad, f"{rel} (package {package}) must not import {bad}"
 
 

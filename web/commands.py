@@ -62,8 +62,14 @@ def projected_facts(key: Key, pending: list[Operation]) -> KeyFacts:
     return facts
 
 
-def new_operation(caller: Caller, kind: Command, key_id: str, params: dict[str, Any], now: datetime,
-                  batch_id: str | None = None) -> Operation:
+def new_operation(
+    caller: Caller,
+    kind: Command,
+    key_id: str,
+    params: dict[str, Any],
+    now: datetime,
+    batch_id: str | None = None,
+) -> Operation:
     return Operation(
         id=repo.new_id(),
         project=caller.project,
@@ -105,8 +111,12 @@ def accept(
         with svc.db.write() as s:
             if idempotency_key:
                 earlier = repo.recall_idempotency(
-                    s, project=caller.project, idempotency_key=idempotency_key,
-                    request_hash=request_hash, now=now, ttl_s=IDEMPOTENCY_TTL_S,
+                    s,
+                    project=caller.project,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                    now=now,
+                    ttl_s=IDEMPOTENCY_TTL_S,
                 )
                 if earlier is not None:
                     return _describe(s, repo.get_operation(s, caller.project, earlier))
@@ -115,8 +125,12 @@ def accept(
             s.flush()
             if idempotency_key:
                 repo.remember_idempotency(
-                    s, project=caller.project, idempotency_key=idempotency_key,
-                    request_hash=request_hash, operation_id=op.id, now=now,
+                    s,
+                    project=caller.project,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                    operation_id=op.id,
+                    now=now,
                 )
             accepted = _describe(s, op)
     except IntegrityError as exc:
@@ -124,8 +138,12 @@ def accept(
             # A concurrent twin won the race: answer with its operation.
             with svc.db.read() as s:
                 earlier = repo.recall_idempotency(
-                    s, project=caller.project, idempotency_key=idempotency_key,
-                    request_hash=request_hash, now=now, ttl_s=IDEMPOTENCY_TTL_S,
+                    s,
+                    project=caller.project,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                    now=now,
+                    ttl_s=IDEMPOTENCY_TTL_S,
                 )
                 if earlier is not None:
                     return _describe(s, repo.get_operation(s, caller.project, earlier))
@@ -140,7 +158,9 @@ def _describe(s: Session, op: Operation) -> Accepted:
     return Accepted(repo.operation_to_dict(op), repo.key_to_dict(key) if key else None)
 
 
-def describe_operation(svc: Services, project: str, op_id: str, *, only_final: bool = False) -> Accepted | None:
+def describe_operation(
+    svc: Services, project: str, op_id: str, *, only_final: bool = False
+) -> Accepted | None:
     with svc.db.read() as s:
         op = repo.get_operation(s, project, op_id)
         if only_final and not OperationStatus(op.status).is_final:

@@ -34,9 +34,7 @@ def _from_http_exception(exc: web.HTTPException) -> KmsError:
     if isinstance(exc, web.HTTPNotFound):
         return NotFound("no such endpoint; see /v1/openapi.json for the API")
     if isinstance(exc, web.HTTPMethodNotAllowed):
-        return ValidationError(
-            f"method not allowed here; allowed: {', '.join(sorted(exc.allowed_methods))}"
-        )
+        return ValidationError(f"method not allowed here; allowed: {', '.join(sorted(exc.allowed_methods))}")
     return ValidationError(exc.reason or "bad request")
 
 
@@ -56,8 +54,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(_from_http_exception(exc), rid)
     except Exception as exc:
         # The type only: exception text may quote input, and input may be secret.
-        logger.error("unhandled %s on %s %s (request %s)", type(exc).__name__, request.method,
-                     request.path, rid, exc_info=logger.isEnabledFor(logging.DEBUG))
+        logger.error(
+            "unhandled %s on %s %s (request %s)",
+            type(exc).__name__,
+            request.method,
+            request.path,
+            rid,
+            exc_info=logger.isEnabledFor(logging.DEBUG),
+        )
         response = error_response(
             InternalError("internal error; retry, and report the request id if it persists"), rid
         )

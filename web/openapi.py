@@ -38,10 +38,18 @@ def build_spec() -> dict[str, Any]:
             op["security"] = [{"bearer": []}]
             op["description"] = "Roles: " + ", ".join(route.roles)
         if route.method in ("POST", "PATCH"):
-            op["requestBody"] = {"required": False, "content": {"application/json": {"schema": {"type": "object"}}}}
+            op["requestBody"] = {
+                "required": False,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
         paths.setdefault(route.path, {})[route.method.lower()] = op
-    paths["/v1/openapi.json"] = {"get": {"summary": "This document", "operationId": "openapi",
-                                         "responses": {"200": {"description": "OK"}}}}
+    paths["/v1/openapi.json"] = {
+        "get": {
+            "summary": "This document",
+            "operationId": "openapi",
+            "responses": {"200": {"description": "OK"}},
+        }
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "KMS: customer-managed keys", "version": kms.__version__},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -30,7 +31,7 @@ class Enqueuer:
     def send_many(self, items: Iterable[tuple[Route, str]]) -> bool:
         try:
             for route, operation_id in items:
-                message = dramatiq.Message(
+                message: dramatiq.Message[Any] = dramatiq.Message(
                     queue_name=route.queue.value,
                     actor_name=route.actor_name,
                     args=(operation_id,),

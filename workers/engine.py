@@ -116,8 +116,16 @@ def fail_after_retries(actor_name: str, args: tuple[Any, ...], error_name: str) 
             key = repo.find_key(s, op.key_id, for_update=True)
             if key is not None and key.state == KeyState.CREATING:
                 repo.cas_update_key(s, key, now, state=KeyState.FAILED.value)
-        repo.audit(s, now=now, project=op.project, action=op.kind, outcome="FAILED:InternalError",
-                   key_id=op.key_id, operation_id=op.id, request_id=op.request_id)
+        repo.audit(
+            s,
+            now=now,
+            project=op.project,
+            action=op.kind,
+            outcome="FAILED:InternalError",
+            key_id=op.key_id,
+            operation_id=op.id,
+            request_id=op.request_id,
+        )
     logger.warning("operation %s failed after retries (%s)", op.id, error_name)
 
 
@@ -171,7 +179,13 @@ def _generate_claimed(rt: Runtime, op: Operation) -> bytes | None:
 
 
 def _apply_one(
-    rt: Runtime, s: Session, key: Key | None, op: Operation, now: datetime, sealed: bytes | None, out: DrainResult
+    rt: Runtime,
+    s: Session,
+    key: Key | None,
+    op: Operation,
+    now: datetime,
+    sealed: bytes | None,
+    out: DrainResult,
 ) -> Key | None:
     command = Command(op.kind)
     try:
@@ -180,18 +194,44 @@ def _apply_one(
         handler = _HANDLERS[command]
         result = handler(rt, s, key, op, now, sealed, out)
     except KmsError as exc:
-        repo.finish_operation(s, op.id, now, status=OperationStatus.FAILED, error_code=exc.code,
-                              error_message=exc.message, only_if_running=False)
-        repo.audit(s, now=now, project=op.project, action=op.kind, outcome=f"FAILED:{exc.code}",
-                   key_id=op.key_id, token_id=op.token_id, operation_id=op.id, request_id=op.request_id)
+        repo.finish_operation(
+            s,
+            op.id,
+            now,
+            status=OperationStatus.FAILED,
+            error_code=exc.code,
+            error_message=exc.message,
+            only_if_running=False,
+        )
+        repo.audit(
+            s,
+            now=now,
+            project=op.project,
+            action=op.kind,
+            outcome=f"FAILED:{exc.code}",
+            key_id=op.key_id,
+            token_id=op.token_id,
+            operation_id=op.id,
+            request_id=op.request_id,
+        )
         if command is Command.CREATE_KEY and key is not None:
             repo.cas_update_key(s, key, now, state=KeyState.FAILED.value)
         logger.info("operation %s %s failed: %s", op.id, op.kind, exc.code)
         return repo.find_key(s, key.id) if key is not None else None
-    repo.finish_operation(s, op.id, now, status=OperationStatus.SUCCEEDED, result=result,
-                          only_if_running=False)
-    repo.audit(s, now=now, project=op.project, action=op.kind, outcome="SUCCEEDED", key_id=op.key_id,
-               token_id=op.token_id, operation_id=op.id, request_id=op.request_id)
+    repo.finish_operation(
+        s, op.id, now, status=OperationStatus.SUCCEEDED, result=result, only_if_running=False
+    )
+    repo.audit(
+        s,
+        now=now,
+        project=op.project,
+        action=op.kind,
+        outcome="SUCCEEDED",
+        key_id=op.key_id,
+        token_id=op.token_id,
+        operation_id=op.id,
+        request_id=op.request_id,
+    )
     logger.info("operation %s %s succeeded", op.id, op.kind)
     return repo.find_key(s, key.id)
 
@@ -206,8 +246,9 @@ def _change(s: Session, key: Key, now: datetime, **values: Any) -> None:
 Handler = Callable[[Runtime, Session, Key, Operation, datetime, "bytes | None", DrainResult], dict[str, Any]]
 
 
-def _create(rt: Runtime, s: Session, key: Key, op: Operation, now: datetime, sealed: bytes | None,
-            out: DrainResult) -> dict[str, Any]:
+def _create(
+    rt: Runtime, s: Session, key: Key, op: Operation, now: datetime, sealed: bytes | None, out: DrainResult
+) -> dict[str, Any]:
     if key.state != KeyState.CREATING:
         return {"state": key.state}  # already created (redelivery after a crash)
     origin = Origin(key.origin)
@@ -221,8 +262,9 @@ def _create(rt: Runtime, s: Session, key: Key, op: Operation, now: datetime, sea
     return {"state": values["state"]}
 
 
-def _simple(rt: Runtime, s: Session, key: Key, op: Operation, now: datetime, sealed: bytes | None,
-            out: DrainResult) -> dict[str, Any]:
+def _simple(
+    rt: Runtime, s: Session, key: Key, op: Operation, now: datetime, sealed: bytes | None, out: DrainResult
+) -> dict[str, Any]:
     command = Command(op.kind)
     new_state = plan(command, repo.key_facts(key), key.id)
     values: dict[str, Any] = {"state": new_state.value}
@@ -245,8 +287,9 @@ def _simple(rt: Runtime, s: Session, key: Key, op: Operation, now: datetime, sea
     return result
 
 
-def _arm_timer(rt: Runtime, s: Session, kind: TimerKind, subject: str, due_at: datetime, now: datetime,
-               out: DrainResult) -> None:
+def _arm_timer(
+    rt: Runtime, s: Session, kind: TimerKind, subject: str, due_at: datetime, now: datetime, out: DrainResult
+) -> None:
     timer = repo.set_timer(s, kind.value, subject, due_at)
     if due_at <= now + timedelta(seconds=rt.settings.timer_horizon_s):
         timer.sent_at = now  # sent right after commit; a lost send is re-sent by the sweep

@@ -7,22 +7,42 @@ import dramatiq
 from kms.commands import ROUTE_COMMAND, ROUTE_CREATE, ROUTE_KEYGEN
 from workers.engine import run_operation
 
-_RETRY = {"max_retries": 8, "min_backoff": 200, "max_backoff": 10_000}
+MAX_RETRIES = 8
+MIN_BACKOFF_MS = 200
+MAX_BACKOFF_MS = 10_000
 
 
-@dramatiq.actor(actor_name=ROUTE_CREATE.actor_name, queue_name=ROUTE_CREATE.queue.value, **_RETRY)
+@dramatiq.actor(
+    actor_name=ROUTE_CREATE.actor_name,
+    queue_name=ROUTE_CREATE.queue.value,
+    max_retries=MAX_RETRIES,
+    min_backoff=MIN_BACKOFF_MS,
+    max_backoff=MAX_BACKOFF_MS,
+)
 def create_key(operation_id: str) -> None:
     """Create an AES_256 key (material generated inline) or an EXTERNAL one."""
     run_operation(operation_id)
 
 
-@dramatiq.actor(actor_name=ROUTE_KEYGEN.actor_name, queue_name=ROUTE_KEYGEN.queue.value, **_RETRY)
+@dramatiq.actor(
+    actor_name=ROUTE_KEYGEN.actor_name,
+    queue_name=ROUTE_KEYGEN.queue.value,
+    max_retries=MAX_RETRIES,
+    min_backoff=MIN_BACKOFF_MS,
+    max_backoff=MAX_BACKOFF_MS,
+)
 def generate_key(operation_id: str) -> None:
     """Create an RSA or EC key: the slow key generation has a queue of its own."""
     run_operation(operation_id)
 
 
-@dramatiq.actor(actor_name=ROUTE_COMMAND.actor_name, queue_name=ROUTE_COMMAND.queue.value, **_RETRY)
+@dramatiq.actor(
+    actor_name=ROUTE_COMMAND.actor_name,
+    queue_name=ROUTE_COMMAND.queue.value,
+    max_retries=MAX_RETRIES,
+    min_backoff=MIN_BACKOFF_MS,
+    max_backoff=MAX_BACKOFF_MS,
+)
 def apply_key_command(operation_id: str) -> None:
     """Enable, disable, schedule or cancel deletion, delete material."""
     run_operation(operation_id)

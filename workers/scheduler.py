@@ -59,8 +59,12 @@ def sweep_once(rt: Runtime | None = None) -> SweepReport:
 
     with rt.db.write() as s:
         timers = repo.claim_due_timers(
-            s, now, horizon_s=settings.timer_horizon_s, grace_s=settings.timer_grace_s,
-            limit=SWEEP_LIMIT, skip_locked=skip_locked,
+            s,
+            now,
+            horizon_s=settings.timer_horizon_s,
+            grace_s=settings.timer_grace_s,
+            limit=SWEEP_LIMIT,
+            skip_locked=skip_locked,
         )
     fire = broker.get_actor("fire_timer")
     for timer in timers:
@@ -86,7 +90,9 @@ def sweep_once(rt: Runtime | None = None) -> SweepReport:
         broker.get_actor(route.actor_name).send_with_options(args=(op.id,))
         report.operations_resent += 1
     if report.timers_sent or report.operations_resent:
-        logger.info("sweep: %d timers sent, %d operations re-sent", report.timers_sent, report.operations_resent)
+        logger.info(
+            "sweep: %d timers sent, %d operations re-sent", report.timers_sent, report.operations_resent
+        )
     return report
 
 

@@ -25,8 +25,13 @@ logger = logging.getLogger("kms.workers")
 EARLY_WINDOW_S = 5.0
 
 
-@dramatiq.actor(actor_name=ROUTE_TIMER.actor_name, queue_name=ROUTE_TIMER.queue.value, max_retries=8,
-                min_backoff=200, max_backoff=5_000)
+@dramatiq.actor(
+    actor_name=ROUTE_TIMER.actor_name,
+    queue_name=ROUTE_TIMER.queue.value,
+    max_retries=8,
+    min_backoff=200,
+    max_backoff=5_000,
+)
 def fire_timer(timer_id: int) -> None:
     rt = runtime()
     now = rt.clock.now()
@@ -47,19 +52,31 @@ def fire_timer(timer_id: int) -> None:
                 break
             key = _apply_one(rt, s, key, op, now, None, out)
         if key is not None and timer.kind == TimerKind.DELETE_KEY:
-            if key.state == KeyState.PENDING_DELETION and key.deletion_date and as_utc(key.deletion_date) <= now:
+            if (
+                key.state == KeyState.PENDING_DELETION
+                and key.deletion_date
+                and as_utc(key.deletion_date) <= now
+            ):
                 repo.delete_key_row(s, key.id)
-                repo.audit(s, now=now, project=key.project, action="delete_key", outcome="SUCCEEDED",
-                           key_id=key.id)
+                repo.audit(
+                    s, now=now, project=key.project, action="delete_key", outcome="SUCCEEDED", key_id=key.id
+                )
                 logger.info("key %s deleted at the end of its waiting period", key.id)
         elif key is not None and timer.kind == TimerKind.EXPIRE_MATERIAL:
             expires = key.material_expires_at
             if key.material_state == MaterialState.ACTIVE and expires and as_utc(expires) <= now:
                 new_state = plan(Command.EXPIRE_MATERIAL, repo.key_facts(key), key.id)
                 repo.destroy_material(s, key.id)
-                repo.cas_update_key(s, key, now, state=new_state.value,
-                                    material_state=MaterialState.EXPIRED.value)
-                repo.audit(s, now=now, project=key.project, action="expire_material", outcome="SUCCEEDED",
-                           key_id=key.id)
+                repo.cas_update_key(
+                    s, key, now, state=new_state.value, material_state=MaterialState.EXPIRED.value
+                )
+                repo.audit(
+                    s,
+                    now=now,
+                    project=key.project,
+                    action="expire_material",
+                    outcome="SUCCEEDED",
+                    key_id=key.id,
+                )
         repo.finish_timer(s, timer_id)
     send_timers(rt, out.timers)

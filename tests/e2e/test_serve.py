@@ -21,8 +21,9 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-async def call(session: aiohttp.ClientSession, served: Any, method: str, path: str,
-               token: str | None = None, **kw: Any) -> tuple[int, Any]:
+async def call(
+    session: aiohttp.ClientSession, served: Any, method: str, path: str, token: str | None = None, **kw: Any
+) -> tuple[int, Any]:
     headers = {**served.headers(token), **kw.pop("headers", {})}
     async with session.request(method, served.url + path, headers=headers, **kw) as resp:
         return resp.status, await resp.json()
@@ -49,8 +50,14 @@ async def command(session: aiohttp.ClientSession, served: Any, key_id: str, acti
 async def test_lifecycle_with_scaled_days(serve_factory: Any, service_env: dict[str, str]) -> None:
     served = serve_factory(service_env)
     async with aiohttp.ClientSession() as session:
-        status, answer = await call(session, served, "POST", "/v1/keys",
-                                    json={"name": "e2e", "key_spec": "AES_256"}, headers={"Prefer": "wait=10"})
+        status, answer = await call(
+            session,
+            served,
+            "POST",
+            "/v1/keys",
+            json={"name": "e2e", "key_spec": "AES_256"},
+            headers={"Prefer": "wait=10"},
+        )
         assert status == 200 and answer["key"]["state"] == "ACTIVE", answer
         kid = answer["key"]["id"]
         for action, state in [("disable", "DISABLED"), ("enable", "ACTIVE")]:
@@ -65,8 +72,9 @@ async def test_lifecycle_with_scaled_days(serve_factory: Any, service_env: dict[
         assert key["state"] == "DISABLED" and key["deletion_date"] is None
 
         submitted = time.monotonic()
-        status, answer = await call(session, served, "POST", f"/v1/keys/{kid}/schedule-deletion",
-                                    json={"pending_window_days": 7})
+        status, answer = await call(
+            session, served, "POST", f"/v1/keys/{kid}/schedule-deletion", json={"pending_window_days": 7}
+        )
         assert status == 202
         gone_at = None
         while time.monotonic() - submitted < 12:
@@ -84,8 +92,14 @@ async def test_lifecycle_with_scaled_days(serve_factory: Any, service_env: dict[
 async def test_cancelled_key_stays(serve_factory: Any) -> None:
     served = serve_factory()
     async with aiohttp.ClientSession() as session:
-        _, answer = await call(session, served, "POST", "/v1/keys", json={"name": "keep", "key_spec": "EC_P256"},
-                               headers={"Prefer": "wait=10"})
+        _, answer = await call(
+            session,
+            served,
+            "POST",
+            "/v1/keys",
+            json={"name": "keep", "key_spec": "EC_P256"},
+            headers={"Prefer": "wait=10"},
+        )
         kid = answer["key"]["id"]
         await command(session, served, kid, "schedule-deletion", pending_window_days=7)
         await command(session, served, kid, "cancel-deletion")
@@ -98,12 +112,20 @@ async def test_token_cli_while_running_and_isolation(serve_factory: Any) -> None
     served = serve_factory()
     tokens_file = served.data_dir / "tokens.json"
     assert tokens_file.stat().st_mode & 0o777 == 0o600
-    out = subprocess.run([sys.executable, "-m", "kms.cli", "token", "create", "--project", "other"],
-                         env=served.env, capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "kms.cli", "token", "create", "--project", "other"],
+        env=served.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     token = out.stdout.strip()
     assert out.stdout == token + "\n" and token.startswith("kms_")
     async with aiohttp.ClientSession() as session:
-        _, answer = await call(session, served, "POST", "/v1/keys", json={"name": "mine", "key_spec": "AES_256"})
+        _, answer = await call(
+            session, served, "POST", "/v1/keys", json={"name": "mine", "key_spec": "AES_256"}
+        )
         status, err = await call(session, served, "GET", f"/v1/keys/{answer['key']['id']}", token)
         assert status == 404 and err["error"]["code"] == "NotFound"
         status, listing = await call(session, served, "GET", "/v1/keys", token)
@@ -115,8 +137,9 @@ async def _burst(session: aiohttp.ClientSession, served: Any, n: int, spec: str 
 
     async def one(i: int) -> str:
         async with sem:
-            status, answer = await call(session, served, "POST", "/v1/keys",
-                                        json={"name": f"burst-{i}", "key_spec": spec})
+            status, answer = await call(
+                session, served, "POST", "/v1/keys", json={"name": f"burst-{i}", "key_spec": spec}
+            )
             assert status == 202, answer
             return str(answer["operation"]["id"])
 
@@ -205,9 +228,14 @@ async def test_sigterm_then_restart_finishes_everything(serve_factory: Any, tmp_
 async def test_no_secrets_in_database_or_logs(serve_factory: Any) -> None:
     served = serve_factory()
     async with aiohttp.ClientSession() as session:
-        status, answer = await call(session, served, "POST", "/v1/keys",
-                                    json={"name": "secret-check", "key_spec": "AES_256"},
-                                    headers={"Prefer": "wait=10"})
+        status, answer = await call(
+            session,
+            served,
+            "POST",
+            "/v1/keys",
+            json={"name": "secret-check", "key_spec": "AES_256"},
+            headers={"Prefer": "wait=10"},
+        )
         assert status == 200
     served.stop()
     root_key = (served.data_dir / "root.key").read_text().strip()
@@ -228,7 +256,6 @@ async def test_no_secrets_in_database_or_logs(serve_factory: Any) -> None:
     with db.read() as s:
         sealed = s.get(KeyMaterial, (answer["key"]["id"], 1)).sealed
     db.dispose()
-    material = RootKeyring([base64.b64decode(root_key)]).open(
-        sealed, f"key-material:{answer['key']['id']}:1")
+    material = RootKeyring([base64.b64decode(root_key)]).open(sealed, f"key-material:{answer['key']['id']}:1")
     assert len(material) == 32
     assert material not in db_bytes and material.hex() not in log

@@ -12,8 +12,14 @@ from kms.lifecycle import Command, KeyFacts, KeyState, MaterialState, created_st
 from kms.specs import Manager, Origin
 
 S = KeyState
-USER = [Command.ENABLE, Command.DISABLE, Command.SCHEDULE_DELETION, Command.CANCEL_DELETION,
-        Command.IMPORT_MATERIAL, Command.DELETE_MATERIAL]
+USER = [
+    Command.ENABLE,
+    Command.DISABLE,
+    Command.SCHEDULE_DELETION,
+    Command.CANCEL_DELETION,
+    Command.IMPORT_MATERIAL,
+    Command.DELETE_MATERIAL,
+]
 
 # The table of DESIGN §3, restated independently: (command, from) → to.
 ALLOWED = {

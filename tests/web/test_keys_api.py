@@ -11,8 +11,9 @@ from workers.scheduler import sweep_once
 
 
 async def test_create_aes_key_becomes_active(api: Any) -> None:
-    status, answer = await api.call("POST", "/v1/keys", json={"name": "orders", "key_spec": "AES_256",
-                                                               "tags": {"team": "billing"}})
+    status, answer = await api.call(
+        "POST", "/v1/keys", json={"name": "orders", "key_spec": "AES_256", "tags": {"team": "billing"}}
+    )
     assert status == 202
     assert answer["key"]["state"] == "CREATING"
     assert answer["operation"]["status"] == "QUEUED"
@@ -26,8 +27,9 @@ async def test_create_aes_key_becomes_active(api: Any) -> None:
     assert op["status"] == "SUCCEEDED" and op["attempts"] == 1 and op["finished_at"]
 
 
-@pytest.mark.parametrize("spec,usage", [("RSA_2048", "SIGN_VERIFY"), ("EC_P256", "SIGN_VERIFY"),
-                                        ("RSA_2048", "ENCRYPT_DECRYPT")])
+@pytest.mark.parametrize(
+    "spec,usage", [("RSA_2048", "SIGN_VERIFY"), ("EC_P256", "SIGN_VERIFY"), ("RSA_2048", "ENCRYPT_DECRYPT")]
+)
 async def test_create_asymmetric_key(api: Any, spec: str, usage: str) -> None:
     key = await api.create_key(key_spec=spec, key_usage=usage)
     assert key["state"] == "ACTIVE" and key["key_type"] == "ASYMMETRIC" and key["key_usage"] == usage
@@ -42,8 +44,9 @@ async def test_external_key_waits_for_import(api: Any) -> None:
 
 
 async def test_prefer_wait_returns_finished_operation(api: Any) -> None:
-    status, answer = await api.call("POST", "/v1/keys", json={"name": "w", "key_spec": "AES_256"},
-                                    headers={"Prefer": "wait=10"})
+    status, answer = await api.call(
+        "POST", "/v1/keys", json={"name": "w", "key_spec": "AES_256"}, headers={"Prefer": "wait=10"}
+    )
     assert status == 200, answer
     assert answer["operation"]["status"] == "SUCCEEDED"
     assert answer["key"]["state"] == "ACTIVE"
@@ -89,8 +92,13 @@ async def test_full_lifecycle_with_deletion(api: Any, rt: Any) -> None:
 REFUSALS = [
     # (setup commands, refused command, body, code, http)
     ([], "cancel-deletion", None, "InvalidKeyState", 409),
-    ([("schedule-deletion", {"pending_window_days": 7})], "schedule-deletion", {"pending_window_days": 7},
-     "InvalidKeyState", 409),
+    (
+        [("schedule-deletion", {"pending_window_days": 7})],
+        "schedule-deletion",
+        {"pending_window_days": 7},
+        "InvalidKeyState",
+        409,
+    ),
     ([("schedule-deletion", {"pending_window_days": 7})], "enable", None, "InvalidKeyState", 409),
     ([("schedule-deletion", {"pending_window_days": 7})], "disable", None, "InvalidKeyState", 409),
     ([], "schedule-deletion", {"pending_window_days": 6}, "ValidationError", 400),
@@ -100,8 +108,9 @@ REFUSALS = [
 
 
 @pytest.mark.parametrize("setup,action,body,code,http", REFUSALS)
-async def test_refusals_answer_at_once(api: Any, setup: list, action: str, body: Any, code: str,
-                                       http: int) -> None:
+async def test_refusals_answer_at_once(
+    api: Any, setup: list, action: str, body: Any, code: str, http: int
+) -> None:
     key = await api.create_key()
     for step, step_body in setup:
         status, op = await api.command(key["id"], step, **(step_body or {}))
@@ -132,9 +141,11 @@ async def test_commands_queued_behind_create_are_judged_on_projected_state(api: 
 
 async def test_projects_are_isolated(api: Any) -> None:
     key = await api.create_key()
-    for method, path, body in [("GET", f"/v1/keys/{key['id']}", None),
-                               ("POST", f"/v1/keys/{key['id']}/disable", None),
-                               ("PATCH", f"/v1/keys/{key['id']}", {"name": "x"})]:
+    for method, path, body in [
+        ("GET", f"/v1/keys/{key['id']}", None),
+        ("POST", f"/v1/keys/{key['id']}/disable", None),
+        ("PATCH", f"/v1/keys/{key['id']}", {"name": "x"}),
+    ]:
         status, err = await api.call(method, path, api.other, json=body)
         assert status == 404 and err["error"]["code"] == "NotFound"
     _, listing = await api.call("GET", "/v1/keys", api.other)
@@ -152,15 +163,18 @@ async def test_auth_errors(api: Any) -> None:
     assert status == 403 and err["error"]["code"] == "Forbidden"
 
 
-@pytest.mark.parametrize("body,fragment", [
-    ({"key_spec": "AES_256"}, "name"),
-    ({"name": "x", "key_spec": "AES_128"}, "key_spec"),
-    ({"name": "x", "key_spec": "EC_P256", "key_usage": "ENCRYPT_DECRYPT"}, "key_usage"),
-    ({"name": "x", "key_spec": "AES_256", "key_type": "ASYMMETRIC"}, "key_type"),
-    ({"name": "x", "key_spec": "AES_256", "origin": "MARS"}, "origin"),
-    ({"name": "x", "key_spec": "AES_256", "tags": ["a"]}, "tags"),
-    ({"name": "x", "key_spec": "AES_256", "colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "body,fragment",
+    [
+        ({"key_spec": "AES_256"}, "name"),
+        ({"name": "x", "key_spec": "AES_128"}, "key_spec"),
+        ({"name": "x", "key_spec": "EC_P256", "key_usage": "ENCRYPT_DECRYPT"}, "key_usage"),
+        ({"name": "x", "key_spec": "AES_256", "key_type": "ASYMMETRIC"}, "key_type"),
+        ({"name": "x", "key_spec": "AES_256", "origin": "MARS"}, "origin"),
+        ({"name": "x", "key_spec": "AES_256", "tags": ["a"]}, "tags"),
+        ({"name": "x", "key_spec": "AES_256", "colour": "red"}, "colour"),
+    ],
+)
 async def test_create_validation(api: Any, body: dict, fragment: str) -> None:
     status, err = await api.call("POST", "/v1/keys", json=body)
     assert status == 400 and err["error"]["code"] == "ValidationError"
@@ -168,7 +182,9 @@ async def test_create_validation(api: Any, body: dict, fragment: str) -> None:
 
 
 async def test_bad_json(api: Any) -> None:
-    status, err = await api.call("POST", "/v1/keys", data=b"{nope", headers={"Content-Type": "application/json"})
+    status, err = await api.call(
+        "POST", "/v1/keys", data=b"{nope", headers={"Content-Type": "application/json"}
+    )
     assert status == 400 and err["error"]["code"] == "ValidationError"
 
 
@@ -202,15 +218,21 @@ async def test_list_filters_and_pagination(api: Any) -> None:
 
 async def test_patch_key(api: Any) -> None:
     key = await api.create_key()
-    status, key2 = await api.call("PATCH", f"/v1/keys/{key['id']}", json={"name": "renamed", "tags": {"a": "b"}})
+    status, key2 = await api.call(
+        "PATCH", f"/v1/keys/{key['id']}", json={"name": "renamed", "tags": {"a": "b"}}
+    )
     assert status == 200 and key2["name"] == "renamed" and key2["tags"] == {"a": "b"}
     _, page = await api.call("GET", "/v1/keys?tag=a:b")
     assert [k["id"] for k in page["keys"]] == [key["id"]]
 
 
 async def test_managed_keys_are_read_only(api: Any) -> None:
-    status, answer = await api.call("POST", "/v1/projects/alpha/managed-keys", api.service,
-                                    json={"service": "vserver", "name": "disk", "key_spec": "AES_256"})
+    status, answer = await api.call(
+        "POST",
+        "/v1/projects/alpha/managed-keys",
+        api.service,
+        json={"service": "vserver", "name": "disk", "key_spec": "AES_256"},
+    )
     assert status == 202, answer
     await api.settle()
     kid = answer["key"]["id"]
@@ -223,8 +245,12 @@ async def test_managed_keys_are_read_only(api: Any) -> None:
         assert status == 403 and err["error"]["code"] == "ManagedKeyReadOnly"
     status, err = await api.call("PATCH", f"/v1/keys/{kid}", json={"name": "x"})
     assert status == 403
-    status, err = await api.call("POST", "/v1/projects/alpha/managed-keys", api.member,
-                                 json={"service": "s", "name": "disk", "key_spec": "AES_256"})
+    status, err = await api.call(
+        "POST",
+        "/v1/projects/alpha/managed-keys",
+        api.member,
+        json={"service": "s", "name": "disk", "key_spec": "AES_256"},
+    )
     assert status == 403
 
 

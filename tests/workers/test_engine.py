@@ -25,9 +25,23 @@ def add_key(rt: Any, *, spec: str = "AES_256", origin: str = "VNGCLOUD", state: 
     now = rt.clock.now()
     key_id = repo.new_id()
     with rt.db.write() as s:
-        s.add(Key(id=key_id, project="p", name="k", description="", tags={}, key_type="SYMMETRIC",
-                  key_spec=spec, key_usage="ENCRYPT_DECRYPT", origin=origin, manager="CUSTOMER",
-                  state=state, created_at=now, updated_at=now))
+        s.add(
+            Key(
+                id=key_id,
+                project="p",
+                name="k",
+                description="",
+                tags={},
+                key_type="SYMMETRIC",
+                key_spec=spec,
+                key_usage="ENCRYPT_DECRYPT",
+                origin=origin,
+                manager="CUSTOMER",
+                state=state,
+                created_at=now,
+                updated_at=now,
+            )
+        )
     return key_id
 
 
@@ -35,8 +49,17 @@ def add_op(rt: Any, key_id: str, kind: Command, **params: Any) -> str:
     now = rt.clock.now()
     op_id = repo.new_id()
     with rt.db.write() as s:
-        s.add(Operation(id=op_id, project="p", kind=kind.value, key_id=key_id, params=params,
-                        created_at=now, sent_at=now))
+        s.add(
+            Operation(
+                id=op_id,
+                project="p",
+                kind=kind.value,
+                key_id=key_id,
+                params=params,
+                created_at=now,
+                sent_at=now,
+            )
+        )
     return op_id
 
 
@@ -220,8 +243,14 @@ def test_material_expiry_timer(rt: Any) -> None:
         key = repo.find_key(s, kid)
         assert key is not None
         repo.store_material(s, kid, 1, b"sealed", now)
-        repo.cas_update_key(s, key, now, material_state="ACTIVE", material_version=1,
-                            material_expires_at=now + timedelta(seconds=3))
+        repo.cas_update_key(
+            s,
+            key,
+            now,
+            material_state="ACTIVE",
+            material_version=1,
+            material_expires_at=now + timedelta(seconds=3),
+        )
         repo.set_timer(s, TimerKind.EXPIRE_MATERIAL.value, kid, now + timedelta(seconds=3))
     rt.clock.advance(3.1)
     fire_timer.fn(_timer_id(rt, kid))
@@ -248,6 +277,8 @@ def test_many_threads_one_key_keeps_order(rt: Any, stub_broker: Any, n: int) -> 
         worker.stop()
     finished = [op_of(rt, o) for o in ops]
     assert all(o.status == OperationStatus.SUCCEEDED for o in finished)
-    assert [o.seq for o in sorted(finished, key=lambda o: (o.finished_at, o.seq))] == [o.seq for o in finished]
+    assert [o.seq for o in sorted(finished, key=lambda o: (o.finished_at, o.seq))] == [
+        o.seq for o in finished
+    ]
     key = key_of(rt, kid)
     assert key is not None and key.state == (KeyState.DISABLED if (n - 1) % 2 == 0 else KeyState.ACTIVE)

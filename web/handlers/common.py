@@ -22,8 +22,13 @@ def caller_of(request: web.Request, principal: Principal, project: str | None = 
 async def submit(request: web.Request, caller: Caller, body: dict[str, Any], write: Writer) -> web.Response:
     svc = services(request)
     accepted = await svc.run(
-        lambda: accept(svc, caller, write, idempotency_key=idempotency_key(request),
-                       request_hash=body_hash(request, body))
+        lambda: accept(
+            svc,
+            caller,
+            write,
+            idempotency_key=idempotency_key(request),
+            request_hash=body_hash(request, body),
+        )
     )
     return await answer(request, caller.project, accepted)
 

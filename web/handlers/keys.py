@@ -31,21 +31,36 @@ def key_writer(caller: Caller, body: dict[str, Any], *, manager: Manager, servic
     name = validation.key_name(body.get("name"))
     description = validation.description(body.get("description"))
     tags = validation.tags(body.get("tags"))
-    spec, usage, key_type = resolve_key_config(body.get("key_spec"), body.get("key_usage"), body.get("key_type"))
+    spec, usage, key_type = resolve_key_config(
+        body.get("key_spec"), body.get("key_usage"), body.get("key_type")
+    )
     origin = parse_origin(body.get("origin"))
 
     def write(s: Session, now: datetime) -> Operation:
         key_id = repo.new_id()
         repo.ensure_project(s, caller.project, now)
-        s.add(Key(
-            id=key_id, project=caller.project, name=name, description=description, tags=tags,
-            key_type=key_type.value, key_spec=spec.value, key_usage=usage.value, origin=origin.value,
-            manager=manager.value, service=service, state=KeyState.CREATING.value,
-            created_at=now, updated_at=now,
-        ))
+        s.add(
+            Key(
+                id=key_id,
+                project=caller.project,
+                name=name,
+                description=description,
+                tags=tags,
+                key_type=key_type.value,
+                key_spec=spec.value,
+                key_usage=usage.value,
+                origin=origin.value,
+                manager=manager.value,
+                service=service,
+                state=KeyState.CREATING.value,
+                created_at=now,
+                updated_at=now,
+            )
+        )
         repo.set_tags(s, key_id, tags)
-        op = new_operation(caller, Command.CREATE_KEY, key_id,
-                           {"key_spec": spec.value, "origin": origin.value}, now)
+        op = new_operation(
+            caller, Command.CREATE_KEY, key_id, {"key_spec": spec.value, "origin": origin.value}, now
+        )
         s.add(op)
         return op
 
@@ -75,9 +90,14 @@ async def list_keys(request: web.Request) -> web.Response:
     def load() -> dict[str, Any]:
         with svc.db.read() as s:
             keys, cursor = repo.list_keys(
-                s, principal.project, manager=manager.upper() if manager else None,
-                state=state.upper() if state else None, q=q.get("q") or None, tag=tag,
-                limit=limit, cursor=q.get("cursor") or None,
+                s,
+                principal.project,
+                manager=manager.upper() if manager else None,
+                state=state.upper() if state else None,
+                q=q.get("q") or None,
+                tag=tag,
+                limit=limit,
+                cursor=q.get("cursor") or None,
             )
             return {"keys": [repo.key_to_dict(k) for k in keys], "next_cursor": cursor}
 

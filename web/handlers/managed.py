@@ -21,12 +21,14 @@ async def create_managed_key(request: web.Request) -> web.Response:
     if not 1 <= len(project) <= PROJECT_NAME_MAX:
         raise ValidationError(f"project name must be 1 to {PROJECT_NAME_MAX} characters")
     body = await json_body(request)
-    validation.known_fields(body, {"service", "name", "description", "tags", "key_spec", "key_usage"},
-                            "creating a managed key")
+    validation.known_fields(
+        body, {"service", "name", "description", "tags", "key_spec", "key_usage"}, "creating a managed key"
+    )
     service = body.get("service")
     if not isinstance(service, str) or not service.strip():
         raise ValidationError("service is required: the name of the platform service that owns the key")
     caller = caller_of(request, principal, project=project)
-    writer = key_writer(caller, {**body, "origin": "VNGCLOUD"}, manager=Manager.VNGCLOUD,
-                        service=service.strip())
+    writer = key_writer(
+        caller, {**body, "origin": "VNGCLOUD"}, manager=Manager.VNGCLOUD, service=service.strip()
+    )
     return await submit(request, caller, body, writer)

@@ -45,8 +45,13 @@ async def list_operations(request: web.Request) -> web.Response:
     def load() -> dict[str, Any]:
         with svc.db.read() as s:
             ops, cursor = repo.list_operations(
-                s, principal.project, status=status.upper() if status else None, kind=kind,
-                key_id=q.get("key_id"), batch_id=q.get("batch_id"), limit=limit,
+                s,
+                principal.project,
+                status=status.upper() if status else None,
+                kind=kind,
+                key_id=q.get("key_id"),
+                batch_id=q.get("batch_id"),
+                limit=limit,
                 cursor=q.get("cursor") or None,
             )
             return {"operations": [repo.operation_to_dict(o) for o in ops], "next_cursor": cursor}
