@@ -227,10 +227,15 @@ def pending_operations(s: Session, key_id: str) -> list[Operation]:
     return list(s.execute(stmt).scalars())
 
 
-def get_operation(s: Session, project: str | None, op_id: str) -> Operation:
+def get_operation(s: Session, project: str | None, op_id: str, token_id: str | None = None) -> Operation:
+    """An operation of ``project``, or one submitted with ``token_id`` (a platform
+    service polls what it submitted for another project)."""
     stmt = select(Operation).where(col(Operation.id) == op_id)
     if project is not None:
-        stmt = stmt.where(col(Operation.project) == project)
+        mine = col(Operation.project) == project
+        if token_id is not None:
+            mine = or_(mine, col(Operation.token_id) == token_id)
+        stmt = stmt.where(mine)
     row = s.execute(stmt).scalar_one_or_none()
     if row is None:
         raise NotFound(f"operation {op_id} not found; check the operation id")

@@ -159,10 +159,10 @@ def _describe(s: Session, op: Operation) -> Accepted:
 
 
 def describe_operation(
-    svc: Services, project: str, op_id: str, *, only_final: bool = False
+    svc: Services, project: str, op_id: str, *, only_final: bool = False, token_id: str | None = None
 ) -> Accepted | None:
     with svc.db.read() as s:
-        op = repo.get_operation(s, project, op_id)
+        op = repo.get_operation(s, project, op_id, token_id)
         if only_final and not OperationStatus(op.status).is_final:
             return None
         return _describe(s, op)

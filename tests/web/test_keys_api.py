@@ -236,8 +236,13 @@ async def test_managed_keys_are_read_only(api: Any) -> None:
     assert status == 202, answer
     await api.settle()
     kid = answer["key"]["id"]
+    # the service polls what it submitted; the project sees the key
+    status, op = await api.call("GET", f"/v1/operations/{answer['operation']['id']}", api.service)
+    assert status == 200 and op["status"] == "SUCCEEDED"
+    status, _ = await api.call("GET", f"/v1/operations/{answer['operation']['id']}", api.other)
+    assert status == 404
     _, key = await api.call("GET", f"/v1/keys/{kid}")
-    assert key["manager"] == "VNGCLOUD" and key["state"] == "ACTIVE"
+    assert key["manager"] == "VNGCLOUD" and key["state"] == "ACTIVE" and key["service"] == "vserver"
     _, page = await api.call("GET", "/v1/keys?manager=VNGCLOUD")
     assert [k["id"] for k in page["keys"]] == [kid]
     for action in ("disable", "schedule-deletion"):

@@ -23,7 +23,9 @@ async def get_operation(request: web.Request) -> web.Response:
     principal = await require(request, *ANY_ROLE)
     svc = services(request)
     op_id = request.match_info["operation_id"]
-    accepted: Accepted | None = await svc.run(describe_operation, svc, principal.project, op_id)
+    accepted: Accepted | None = await svc.run(
+        lambda: describe_operation(svc, principal.project, op_id, token_id=principal.token_id)
+    )
     assert accepted is not None
     if prefer_wait(request) > 0:
         return await answer(request, principal.project, accepted)
