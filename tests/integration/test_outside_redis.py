@@ -32,7 +32,9 @@ def outside_redis(tmp_path: Path) -> Iterator[str]:
     child.stop(5)
 
 
-async def _call(session: aiohttp.ClientSession, served: Any, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+async def _call(
+    session: aiohttp.ClientSession, served: Any, method: str, path: str, **kw: Any
+) -> tuple[int, Any]:
     headers = {**served.headers(), **kw.pop("headers", {})}
     async with session.request(method, served.url + path, headers=headers, **kw) as resp:
         return resp.status, await resp.json()
@@ -40,20 +42,37 @@ async def _call(session: aiohttp.ClientSession, served: Any, method: str, path: 
 
 async def test_deletions_survive_redis_flush(serve_factory: Any, outside_redis: str) -> None:
     namespace = f"kms-flush-{os.getpid()}-{time.monotonic_ns()}"
-    served = serve_factory({"KMS_REDIS_URL": outside_redis, "KMS_QUEUE_NAMESPACE": namespace,
-                            "KMS_SWEEP_INTERVAL_S": "1", "KMS_TIMER_GRACE_S": "2"})
+    served = serve_factory(
+        {
+            "KMS_REDIS_URL": outside_redis,
+            "KMS_QUEUE_NAMESPACE": namespace,
+            "KMS_SWEEP_INTERVAL_S": "1",
+            "KMS_TIMER_GRACE_S": "2",
+        }
+    )
     async with aiohttp.ClientSession() as session:
         key_ids = []
         for i in range(5):
-            status, answer = await _call(session, served, "POST", "/v1/keys",
-                                         json={"name": f"flush-{i}", "key_spec": "AES_256"},
-                                         headers={"Prefer": "wait=10"})
+            status, answer = await _call(
+                session,
+                served,
+                "POST",
+                "/v1/keys",
+                json={"name": f"flush-{i}", "key_spec": "AES_256"},
+                headers={"Prefer": "wait=10"},
+            )
             assert status == 200, answer
             key_ids.append(answer["key"]["id"])
         scheduled = time.monotonic()
         for kid in key_ids:
-            status, answer = await _call(session, served, "POST", f"/v1/keys/{kid}/schedule-deletion",
-                                         json={"pending_window_days": 7}, headers={"Prefer": "wait=10"})
+            status, answer = await _call(
+                session,
+                served,
+                "POST",
+                f"/v1/keys/{kid}/schedule-deletion",
+                json={"pending_window_days": 7},
+                headers={"Prefer": "wait=10"},
+            )
             assert status == 200 and answer["operation"]["status"] == "SUCCEEDED", answer
         await asyncio.sleep(1.0)
         # Redis loses everything, delayed deletion messages included.
