@@ -18,6 +18,8 @@ class Queue(StrEnum):
     KEYGEN = "keygen"  # slow creations (RSA/EC key generation)
     COMMANDS = "commands"  # enable, disable, deletion, material changes
     TIMERS = "timers"  # deadlines (deletion, material expiry)
+    IMPORTS = "imports"  # unwrapping and checking imported material
+    POOL = "pool"  # pre-generating wrapping key pairs
 
 
 class OperationStatus(StrEnum):
@@ -46,8 +48,10 @@ ROUTE_CREATE = Route("create_key", Queue.CREATE)
 ROUTE_KEYGEN = Route("generate_key", Queue.KEYGEN)
 ROUTE_COMMAND = Route("apply_key_command", Queue.COMMANDS)
 ROUTE_TIMER = Route("fire_timer", Queue.TIMERS)
+ROUTE_IMPORT = Route("import_material", Queue.IMPORTS)
+ROUTE_POOL = Route("refill_wrapping_keys", Queue.POOL)
 
-ALL_ROUTES = (ROUTE_CREATE, ROUTE_KEYGEN, ROUTE_COMMAND, ROUTE_TIMER)
+ALL_ROUTES = (ROUTE_CREATE, ROUTE_KEYGEN, ROUTE_COMMAND, ROUTE_TIMER, ROUTE_IMPORT, ROUTE_POOL)
 
 #: Commands a caller may submit (others come from timers).
 USER_COMMANDS = frozenset(
@@ -72,6 +76,8 @@ def route_for(kind: str, key_spec: str | None = None, origin: str | None = None)
     """Which actor carries out an operation of ``kind``."""
     if kind == Command.CREATE_KEY:
         return ROUTE_KEYGEN if needs_keygen(kind, key_spec, origin) else ROUTE_CREATE
+    if kind == Command.IMPORT_MATERIAL:
+        return ROUTE_IMPORT
     return ROUTE_COMMAND
 
 
@@ -79,3 +85,11 @@ def route_for(kind: str, key_spec: str | None = None, origin: str | None = None)
 MIN_PENDING_WINDOW_DAYS = 7
 MAX_PENDING_WINDOW_DAYS = 30
 DEFAULT_PENDING_WINDOW_DAYS = 30
+
+
+#: Specs of wrapping key pairs kept pre-generated (import-parameters answers from the pool).
+WRAPPING_KEY_SPECS = ("RSA_2048", "RSA_3072", "RSA_4096")
+#: Longest material expiry accepted, in (scaled) days (DESIGN §6.6).
+MAX_MATERIAL_EXPIRY_DAYS = 365
+#: Validity of import parameters (wrapping key + token), in (scaled) days.
+IMPORT_PARAMETERS_VALID_DAYS = 1

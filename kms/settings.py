@@ -25,6 +25,7 @@ SETTINGS_VARIABLES: dict[str, str | None] = {
     "KMS_TIMER_GRACE_S": "3",
     "KMS_REQUEUE_AFTER_S": "15",
     "KMS_OPERATION_LEASE_S": "30",
+    "KMS_WRAPPING_POOL_SIZE": "8",
     "KMS_WORKER_PROCESSES": "2",
     "KMS_WORKER_THREADS": "8",
     "KMS_QUEUE_NAMESPACE": "kms",
@@ -64,6 +65,7 @@ class Settings:
     timer_grace_s: float = 3.0
     requeue_after_s: float = 15.0
     operation_lease_s: float = 30.0
+    wrapping_pool_size: int = 8
     worker_processes: int = 2
     worker_threads: int = 8
     queue_namespace: str = "kms"
@@ -92,6 +94,7 @@ class Settings:
             timer_grace_s=_number(env, "KMS_TIMER_GRACE_S", float, 0),
             requeue_after_s=_number(env, "KMS_REQUEUE_AFTER_S", float, 1),
             operation_lease_s=_number(env, "KMS_OPERATION_LEASE_S", float, 1),
+            wrapping_pool_size=int(_number(env, "KMS_WRAPPING_POOL_SIZE", int, 0)),
             worker_processes=int(_number(env, "KMS_WORKER_PROCESSES", int, 1)),
             worker_threads=int(_number(env, "KMS_WORKER_THREADS", int, 1)),
             queue_namespace=env.get("KMS_QUEUE_NAMESPACE") or "kms",

@@ -27,12 +27,14 @@ from models.tables import (
     ApiToken,
     AuditEvent,
     IdempotencyRecord,
+    ImportPayload,
     Key,
     KeyMaterial,
     KeyTag,
     Operation,
     Project,
     Timer,
+    WrappingKey,
 )
 
 ACTIVE_STATUSES = (OperationStatus.QUEUED.value, OperationStatus.RUNNING.value)
@@ -575,3 +577,99 @@ def operation_to_dict(op: Operation) -> dict[str, Any]:
         "started_at": rfc3339(op.started_at),
         "finished_at": rfc3339(op.finished_at),
     }
+
+
+# --- wrapping keys and import payloads ------------------------------------------------
+
+
+def add_wrapping_key(
+    s: Session, *, key_id: str, spec: str, sealed_private: bytes, public_pem: str, now: datetime
+) -> WrappingKey:
+    row = WrappingKey(
+        id=key_id, spec=spec, sealed_private=sealed_private, public_pem=public_pem, created_at=now
+    )
+    s.add(row)
+    return row
+
+
+def claim_wrapping_key(
+    s: Session, spec: str, *, key_id: str, now: datetime, expires_at: datetime, skip_locked: bool
+) -> WrappingKey | None:
+    """Take one pooled pair of ``spec`` and issue it to ``key_id`` (None: the pool is empty)."""
+    stmt = (
+        select(WrappingKey)
+        .where(col(WrappingKey.spec) == spec, col(WrappingKey.issued_at).is_(None))
+        .order_by(col(WrappingKey.created_at))
+        .limit(1)
+    )
+    if skip_locked:
+        stmt = stmt.with_for_update(skip_locked=True)
+    row = s.execute(stmt).scalar_one_or_none()
+    if row is None:
+        return None
+    row.issued_at, row.key_id, row.expires_at = now, key_id, expires_at
+    s.flush()
+    return row
+
+
+def pool_size(s: Session, spec: str) -> int:
+    stmt = select(func.count()).where(col(WrappingKey.spec) == spec, col(WrappingKey.issued_at).is_(None))
+    return int(s.execute(stmt).scalar_one())
+
+
+def pool_in_use(s: Session, spec: str) -> bool:
+    """Whether any pair of ``spec`` was ever issued (pools fill only for specs in use)."""
+    stmt = select(col(WrappingKey.id)).where(
+        col(WrappingKey.spec) == spec, col(WrappingKey.issued_at).is_not(None)
+    )
+    return s.execute(stmt.limit(1)).first() is not None
+
+
+def get_wrapping_key(s: Session, wrapping_key_id: str) -> WrappingKey | None:
+    return s.get(WrappingKey, wrapping_key_id)
+
+
+def destroy_expired_wrapping_keys(s: Session, now: datetime) -> int:
+    result = s.execute(
+        delete(WrappingKey)
+        .where(col(WrappingKey.expires_at) < now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def add_import_payload(
+    s: Session,
+    *,
+    operation_id: str,
+    key_id: str,
+    wrapping_key_id: str,
+    algorithm: str,
+    sealed_blob: bytes,
+    now: datetime,
+) -> None:
+    s.add(
+        ImportPayload(
+            operation_id=operation_id,
+            key_id=key_id,
+            wrapping_key_id=wrapping_key_id,
+            algorithm=algorithm,
+            sealed_blob=sealed_blob,
+            created_at=now,
+        )
+    )
+
+
+def get_import_payload(s: Session, operation_id: str) -> ImportPayload | None:
+    return s.get(ImportPayload, operation_id)
+
+
+def delete_import_payload(s: Session, operation_id: str) -> None:
+    s.execute(delete(ImportPayload).where(col(ImportPayload.operation_id) == operation_id))
+
+
+def replace_material(s: Session, key_id: str, version: int, sealed: bytes, now: datetime) -> None:
+    s.execute(
+        delete(KeyMaterial).where(col(KeyMaterial.key_id) == key_id, col(KeyMaterial.version) == version)
+    )
+    store_material(s, key_id, version, sealed, now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -162,3 +162,35 @@ class KeyTag(SQLModel, table=True):
     key_id: str = Field(primary_key=True, max_length=36)
     name: str = Field(primary_key=True, max_length=128)
     value: str = Field(max_length=256)
+
+
+class WrappingKey(SQLModel, table=True):
+    """An RSA wrapping key pair for imports. Pre-generated into a pool per spec;
+    issued to one key with an import token; destroyed when its validity ends."""
+
+    __tablename__ = "wrapping_keys"
+    __table_args__ = (
+        Index("ix_wrapping_keys_pool", "spec", "issued_at"),
+        Index("ix_wrapping_keys_expires", "expires_at"),
+    )
+    id: str = Field(primary_key=True, max_length=36)
+    spec: str = Field(max_length=16)
+    #: PKCS#8 DER private key sealed under the root key (AAD: wrapping key id).
+    sealed_private: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    public_pem: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    issued_at: datetime | None = _ts()
+    key_id: str | None = Field(default=None, max_length=36)
+    expires_at: datetime | None = _ts()
+
+
+class ImportPayload(SQLModel, table=True):
+    """The uploaded (wrapped) material of an accepted import, until the worker ran it."""
+
+    __tablename__ = "import_payloads"
+    operation_id: str = Field(primary_key=True, max_length=36)
+    key_id: str = Field(max_length=36)
+    wrapping_key_id: str = Field(max_length=36)
+    algorithm: str = Field(max_length=32)
+    sealed_blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

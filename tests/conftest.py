@@ -46,6 +46,8 @@ TABLES = [
     "timers",
     "api_tokens",
     "projects",
+    "wrapping_keys",
+    "import_payloads",
 ]
 
 
@@ -116,6 +118,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         timer_horizon_s=1.0,
         requeue_after_s=30.0,
         operation_lease_s=30.0,
+        wrapping_pool_size=1,
     )
 
 

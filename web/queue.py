@@ -15,7 +15,7 @@ logger = logging.getLogger("kms.web")
 
 
 class Enqueuer:
-    """Sends ``actor(operation_id)`` messages. A failed send loses nothing: the
+    """Sends messages to actors by name (``actor(operation_id)``, mostly). A failed send loses nothing: the
     operation row is committed, and the scheduler re-sends what never started."""
 
     def __init__(self, broker: dramatiq.Broker) -> None:
@@ -25,16 +25,16 @@ class Enqueuer:
     def for_redis(cls, url: str, namespace: str) -> Enqueuer:
         return cls(RedisBroker(url=url, namespace=namespace, middleware=[]))
 
-    def send(self, route: Route, operation_id: str) -> bool:
-        return self.send_many([(route, operation_id)])
+    def send(self, route: Route, *args: Any) -> bool:
+        return self.send_many([(route, args)])
 
-    def send_many(self, items: Iterable[tuple[Route, str]]) -> bool:
+    def send_many(self, items: Iterable[tuple[Route, tuple[Any, ...]]]) -> bool:
         try:
-            for route, operation_id in items:
+            for route, args in items:
                 message: dramatiq.Message[Any] = dramatiq.Message(
                     queue_name=route.queue.value,
                     actor_name=route.actor_name,
-                    args=(operation_id,),
+                    args=args,
                     kwargs={},
                     options={},
                 )

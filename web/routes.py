@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from web.handlers import health, keys, managed, operations
+from web.handlers import health, imports, keys, managed, operations
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,19 @@ ROUTES: list[Route] = [
         "/v1/keys/{key_id}/cancel-deletion",
         keys.cancel_deletion,
         "Cancel a scheduled deletion (the key becomes DISABLED)",
+        accepts=True,
+    ),
+    Route(
+        "POST",
+        "/v1/keys/{key_id}/import-parameters",
+        imports.import_parameters,
+        "Download a wrapping public key and import token (EXTERNAL keys)",
+    ),
+    Route(
+        "POST",
+        "/v1/keys/{key_id}/import",
+        imports.import_material,
+        "Import wrapped key material (JSON base64, or multipart files as the console uploads them)",
         accepts=True,
     ),
     Route(

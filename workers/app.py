@@ -6,4 +6,4 @@ from workers.broker import setup_broker
 
 broker = setup_broker()
 
-from workers import keys, timers  # noqa: E402,F401  (declares the actors on the broker)
+from workers import imports, keys, timers  # noqa: E402,F401  (declares the actors on the broker)

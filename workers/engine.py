@@ -25,6 +25,7 @@ from sqlmodel import Session
 
 from kms.clock import as_utc, rfc3339
 from kms.commands import DEFAULT_PENDING_WINDOW_DAYS, OperationStatus, TimerKind, needs_keygen, route_for
+from kms.crypto.envelope import material_context
 from kms.crypto.keygen import generate_material
 from kms.errors import KmsError, NotFound
 from kms.lifecycle import Command, KeyState, MaterialState, created_state, plan
@@ -38,11 +39,6 @@ logger = logging.getLogger("kms.workers")
 #: A message that finds its key busy (an earlier command still running elsewhere)
 #: comes back after this long.
 BUSY_RETRY_MS = 300
-
-
-def material_context(key_id: str, version: int) -> str:
-    """Associated data binding sealed material to its row (DESIGN §7)."""
-    return f"key-material:{key_id}:{version}"
 
 
 @dataclass
@@ -61,12 +57,16 @@ def run_operation(op_id: str) -> None:
         op = repo.find_operation(s, op_id)
     if op is None or OperationStatus(op.status).is_final or op.key_id is None:
         return
-    prepared: dict[str, bytes] = {}
-    if _needs_keygen(op):
-        sealed = _generate_claimed(rt, op)
-        if sealed is None:
+    prepared: dict[str, Any] = {}
+    if _needs_preparation(op):
+        try:
+            value = _prepare_claimed(rt, op)
+        except KmsError as exc:
+            _fail_prepared(rt, op, exc)
+            return
+        if value is None:
             return  # finished already, or another worker holds the claim
-        prepared[op.id] = sealed
+        prepared[op.id] = value
     result = drain(rt, op.key_id, prepared)
     send_timers(rt, result.timers)
     if result.blocked:
@@ -76,7 +76,7 @@ def run_operation(op_id: str) -> None:
             resend(op, delay_ms=BUSY_RETRY_MS)
 
 
-def drain(rt: Runtime, key_id: str, prepared: dict[str, bytes] | None = None) -> DrainResult:
+def drain(rt: Runtime, key_id: str, prepared: dict[str, Any] | None = None) -> DrainResult:
     """Apply the key's pending operations in order, in one transaction."""
     now = rt.clock.now()
     out = DrainResult()
@@ -156,26 +156,57 @@ def delay_until(now: datetime, due_at: datetime) -> int | None:
 # --- internals -----------------------------------------------------------------------
 
 
-def _needs_keygen(op: Operation) -> bool:
+def _needs_preparation(op: Operation) -> bool:
+    """Slow work (key generation, unwrapping an import) is done before the
+    transaction, by the worker that claimed the operation."""
     params = op.params or {}
-    return needs_keygen(op.kind, params.get("key_spec"), params.get("origin"))
+    if op.kind == Command.CREATE_KEY:
+        return needs_keygen(op.kind, params.get("key_spec"), params.get("origin"))
+    return Command(op.kind) in _PREPARERS
 
 
-def _runnable(op: Operation, now: datetime, prepared: dict[str, bytes]) -> bool:
-    if _needs_keygen(op) and op.id not in prepared:
-        return False  # its own worker generates the material
+def _runnable(op: Operation, now: datetime, prepared: dict[str, Any]) -> bool:
+    if _needs_preparation(op) and op.id not in prepared:
+        return False  # the worker that claimed it prepares it
     if op.status == OperationStatus.RUNNING and op.id not in prepared:
         return op.lease_until is None or as_utc(op.lease_until) < now
     return True
 
 
-def _generate_claimed(rt: Runtime, op: Operation) -> bytes | None:
+def _prepare_claimed(rt: Runtime, op: Operation) -> Any:
     now = rt.clock.now()
     with rt.db.write() as s:
         if not repo.claim_operation(s, op, now, rt.settings.operation_lease_s):
             return None
+    preparer = _PREPARERS.get(Command(op.kind), _generate)
+    return preparer(rt, op)
+
+
+def _generate(rt: Runtime, op: Operation) -> bytes:
     material = generate_material(KeySpec(op.params["key_spec"]))
     return rt.keyring.seal(material, material_context(op.key_id or "", 1))
+
+
+def _fail_prepared(rt: Runtime, op: Operation, exc: KmsError) -> None:
+    """Preparation refused the operation: it ends FAILED and nothing else changes."""
+    now = rt.clock.now()
+    with rt.db.write() as s:
+        repo.finish_operation(
+            s, op.id, now, status=OperationStatus.FAILED, error_code=exc.code, error_message=exc.message
+        )
+        repo.delete_import_payload(s, op.id)
+        repo.audit(
+            s,
+            now=now,
+            project=op.project,
+            action=op.kind,
+            outcome=f"FAILED:{exc.code}",
+            key_id=op.key_id,
+            token_id=op.token_id,
+            operation_id=op.id,
+            request_id=op.request_id,
+        )
+    logger.info("operation %s %s failed: %s", op.id, op.kind, exc.code)
 
 
 def _apply_one(
@@ -184,7 +215,7 @@ def _apply_one(
     key: Key | None,
     op: Operation,
     now: datetime,
-    sealed: bytes | None,
+    prepared: Any,
     out: DrainResult,
 ) -> Key | None:
     command = Command(op.kind)
@@ -192,7 +223,7 @@ def _apply_one(
         if key is None:
             raise NotFound(f"key {op.key_id} no longer exists; it was deleted")
         handler = _HANDLERS[command]
-        result = handler(rt, s, key, op, now, sealed, out)
+        result = handler(rt, s, key, op, now, prepared, out)
     except KmsError as exc:
         repo.finish_operation(
             s,
@@ -216,6 +247,8 @@ def _apply_one(
         )
         if command is Command.CREATE_KEY and key is not None:
             repo.cas_update_key(s, key, now, state=KeyState.FAILED.value)
+        if command is Command.IMPORT_MATERIAL:
+            repo.delete_import_payload(s, op.id)
         logger.info("operation %s %s failed: %s", op.id, op.kind, exc.code)
         return repo.find_key(s, key.id) if key is not None else None
     repo.finish_operation(
@@ -243,11 +276,11 @@ def _change(s: Session, key: Key, now: datetime, **values: Any) -> None:
     s.expire(key)
 
 
-Handler = Callable[[Runtime, Session, Key, Operation, datetime, "bytes | None", DrainResult], dict[str, Any]]
+Handler = Callable[[Runtime, Session, Key, Operation, datetime, Any, DrainResult], dict[str, Any]]
 
 
 def _create(
-    rt: Runtime, s: Session, key: Key, op: Operation, now: datetime, sealed: bytes | None, out: DrainResult
+    rt: Runtime, s: Session, key: Key, op: Operation, now: datetime, sealed: Any, out: DrainResult
 ) -> dict[str, Any]:
     if key.state != KeyState.CREATING:
         return {"state": key.state}  # already created (redelivery after a crash)
@@ -263,7 +296,7 @@ def _create(
 
 
 def _simple(
-    rt: Runtime, s: Session, key: Key, op: Operation, now: datetime, sealed: bytes | None, out: DrainResult
+    rt: Runtime, s: Session, key: Key, op: Operation, now: datetime, prepared: Any, out: DrainResult
 ) -> dict[str, Any]:
     command = Command(op.kind)
     new_state = plan(command, repo.key_facts(key), key.id)
@@ -272,7 +305,7 @@ def _simple(
         days = int((op.params or {}).get("pending_window_days", DEFAULT_PENDING_WINDOW_DAYS))
         deletion_date = as_utc(op.created_at) + timedelta(seconds=days * rt.settings.day_s)
         values.update(deletion_date=deletion_date, pending_window_days=days)
-        _arm_timer(rt, s, TimerKind.DELETE_KEY, key.id, deletion_date, now, out)
+        arm_timer(rt, s, TimerKind.DELETE_KEY, key.id, deletion_date, now, out)
     elif command is Command.CANCEL_DELETION:
         values.update(deletion_date=None, pending_window_days=None)
         repo.cancel_timer(s, TimerKind.DELETE_KEY, key.id)
@@ -287,7 +320,7 @@ def _simple(
     return result
 
 
-def _arm_timer(
+def arm_timer(
     rt: Runtime, s: Session, kind: TimerKind, subject: str, due_at: datetime, now: datetime, out: DrainResult
 ) -> None:
     timer = repo.set_timer(s, kind.value, subject, due_at)
@@ -307,6 +340,12 @@ _HANDLERS: dict[Command, Handler] = {
 }
 
 
-def register_handler(command: Command, handler: Handler) -> None:
-    """Actor families beyond the lifecycle (import) plug their handler in here."""
+Preparer = Callable[[Runtime, Operation], Any]
+_PREPARERS: dict[Command, Preparer] = {}
+
+
+def register(command: Command, handler: Handler, preparer: Preparer | None = None) -> None:
+    """Actor families beyond the lifecycle (import) plug their steps in here."""
     _HANDLERS[command] = handler
+    if preparer is not None:
+        _PREPARERS[command] = preparer

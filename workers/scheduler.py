@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from kms.clock import as_utc
-from kms.commands import OperationStatus, route_for
+from kms.commands import ROUTE_POOL, WRAPPING_KEY_SPECS, OperationStatus, route_for
 from models import repo
 from workers.engine import delay_until
 from workers.runtime import Runtime, runtime
@@ -38,6 +38,27 @@ FORCE_RESEND_FACTOR = 10
 class SweepReport:
     timers_sent: int = 0
     operations_resent: int = 0
+    wrapping_keys_destroyed: int = 0
+    pools_refilled: int = 0
+
+
+def _maintain_wrapping_keys(rt: Runtime, broker: dramatiq.Broker, now: datetime) -> tuple[int, int]:
+    """Destroy wrapping key pairs past their validity; top up the pools of specs in use."""
+    with rt.db.write() as s:
+        destroyed = repo.destroy_expired_wrapping_keys(s, now)
+    refills = 0
+    if ready_count(broker, ROUTE_POOL.queue) == 0:
+        with rt.db.read() as s:
+            target = rt.settings.wrapping_pool_size
+            low = [
+                spec
+                for spec in WRAPPING_KEY_SPECS
+                if repo.pool_in_use(s, spec) and repo.pool_size(s, spec) < target
+            ]
+        for spec in low:
+            broker.get_actor(ROUTE_POOL.actor_name).send(spec)
+            refills += 1
+    return destroyed, refills
 
 
 def ready_count(broker: dramatiq.Broker, queue: str) -> int:
@@ -89,6 +110,7 @@ def sweep_once(rt: Runtime | None = None) -> SweepReport:
                 continue
         broker.get_actor(route.actor_name).send_with_options(args=(op.id,))
         report.operations_resent += 1
+    report.wrapping_keys_destroyed, report.pools_refilled = _maintain_wrapping_keys(rt, broker, now)
     if report.timers_sent or report.operations_resent:
         logger.info(
             "sweep: %d timers sent, %d operations re-sent", report.timers_sent, report.operations_resent

@@ -110,3 +110,23 @@ def constant_time_equal(a: bytes | str, b: bytes | str) -> bool:
     a_b = a.encode() if isinstance(a, str) else a
     b_b = b.encode() if isinstance(b, str) else b
     return hmac.compare_digest(a_b, b_b)
+
+
+# Associated data of sealed rows (DESIGN §7): a blob copied to another row does not open.
+
+
+def material_context(key_id: str, version: int) -> str:
+    return f"key-material:{key_id}:{version}"
+
+
+def wrapping_key_context(wrapping_key_id: str) -> str:
+    return f"wrapping-key:{wrapping_key_id}"
+
+
+def import_payload_context(operation_id: str) -> str:
+    return f"import-payload:{operation_id}"
+
+
+#: Purposes of keys derived from the root key.
+PURPOSE_IMPORT_TOKEN = "import-token"  # noqa: S105 (a purpose label, not a secret)
+PURPOSE_MATERIAL_FINGERPRINT = "material-fingerprint"

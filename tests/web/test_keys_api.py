@@ -296,7 +296,7 @@ async def test_no_material_in_database_or_responses(api: Any, rt: Any) -> None:
     with rt.db.read() as s:
         row = s.get(KeyMaterial, (key["id"], 1))
         sealed = row.sealed
-    from workers.engine import material_context
+    from kms.crypto.envelope import material_context
 
     material = rt.keyring.open(sealed, material_context(key["id"], 1))
     assert len(material) == 32 and material not in sealed
