@@ -11,6 +11,7 @@ against ``KMS_DATABASE_URL`` and ``KMS_REDIS_URL``.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -216,6 +217,67 @@ def write_first_tokens(settings: Settings) -> Path | None:
     return path
 
 
+# --- client commands (talk HTTP: KMS_URL, KMS_TOKEN) -------------------------------------
+
+
+def client_target() -> tuple[str, str]:
+    """KMS_URL and KMS_TOKEN; on the embedded default, the member token of tokens.json."""
+    url = os.environ.get("KMS_URL") or f"http://127.0.0.1:{os.environ.get('KMS_PORT') or 8080}"
+    token = os.environ.get("KMS_TOKEN")
+    if not token:
+        path = Path(os.environ.get("KMS_DATA_DIR") or ".kms") / "tokens.json"
+        try:
+            token = json.loads(path.read_text())["member"]
+        except (OSError, ValueError, KeyError):
+            raise SystemExit("kms: set KMS_TOKEN (and KMS_URL) to talk to the service") from None
+    return url, str(token)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from kms.crypto.wrapping import parse_wrapping_algorithm, parse_wrapping_key_spec, wrap_material
+    from web.client import ApiError, KmsClient
+
+    try:
+        material = Path(args.material).read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"kms import: cannot read {args.material}: {exc.strerror}") from None
+    default_algorithm = "RSAES_OAEP_SHA_256" if len(material) == 32 else "RSA_AES_KEY_WRAP_SHA_256"
+    try:
+        spec = parse_wrapping_key_spec(args.wrapping_key_spec)
+        algorithm = parse_wrapping_algorithm(args.algorithm or default_algorithm)
+    except Exception as exc:
+        raise SystemExit(f"kms import: {exc}") from None
+    url, token = client_target()
+
+    async def run() -> int:
+        async with KmsClient(url, token) as kms:
+            params = await kms.import_parameters(args.key_id, spec.value, algorithm.value)
+            wrapped = wrap_material(params["public_key_pem"], algorithm, material)
+            accepted = await kms.import_material(
+                args.key_id, wrapped, base64.b64decode(params["import_token"]), args.expires_at
+            )
+            op = await kms.wait_operation(accepted["operation"]["id"], timeout_s=120)
+            if op["status"] != "SUCCEEDED":
+                err = op.get("error") or {}
+                print(f"import failed: {err.get('code')}: {err.get('message')}", file=sys.stderr)
+                return 1
+            key = await kms.get_key(args.key_id)
+            expires = key["material"]["expires_at"] or "never"
+            print(
+                f"imported: key {key['id']} is {key['state']}; material {key['material']['state']}, "
+                f"expires {expires}"
+            )
+            return 0
+
+    try:
+        return asyncio.run(run())
+    except ApiError as exc:
+        print(f"import failed: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+
+
 # --- argument parsing ---------------------------------------------------------------
 
 
@@ -242,6 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="bring the database schema up to date")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("import", help="import key material from a file (wraps it for you)")
+    p.add_argument("key_id")
+    p.add_argument("--material", required=True, help="raw 32-byte AES key, or a private key (PEM/DER)")
+    p.add_argument("--wrapping-key-spec", default="RSA_4096")
+    p.add_argument(
+        "--algorithm",
+        default=None,
+        help="default: RSAES_OAEP_SHA_256 for 32 bytes, RSA_AES_KEY_WRAP_SHA_256 for private keys",
+    )
+    p.add_argument("--expires-at", default=None, help="RFC 3339 time when the material expires")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("token", help="manage API tokens")
     token_sub = p.add_subparsers(dest="token_command", required=True)

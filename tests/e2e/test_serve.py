@@ -259,3 +259,63 @@ async def test_no_secrets_in_database_or_logs(serve_factory: Any) -> None:
     material = RootKeyring([base64.b64decode(root_key)]).open(sealed, f"key-material:{answer['key']['id']}:1")
     assert len(material) == 32
     assert material not in db_bytes and material.hex() not in log
+
+
+async def test_kms_import_cli(serve_factory: Any, tmp_path: Path) -> None:
+    served = serve_factory()
+    env = {**served.env, "KMS_URL": served.url, "KMS_TOKEN": served.member}
+    subprocess.run(["openssl", "rand", "-out", str(tmp_path / "aes.bin"), "32"], check=True)
+    subprocess.run(
+        [
+            "openssl",
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-out",
+            str(tmp_path / "ec.pem"),
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    async with aiohttp.ClientSession() as session:
+        keys = {}
+        for spec in ("AES_256", "EC_P256"):
+            status, answer = await call(
+                session,
+                served,
+                "POST",
+                "/v1/keys",
+                json={"name": spec, "key_spec": spec, "origin": "EXTERNAL"},
+                headers={"Prefer": "wait=10"},
+            )
+            assert answer["key"]["state"] == "PENDING_IMPORT"
+            keys[spec] = answer["key"]["id"]
+
+        def kms_import(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "kms.cli", "import", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        done = kms_import(
+            keys["AES_256"], "--material", str(tmp_path / "aes.bin"), "--wrapping-key-spec", "RSA_2048"
+        )
+        assert done.returncode == 0, done.stderr
+        assert "ACTIVE" in done.stdout
+        done = kms_import(
+            keys["EC_P256"], "--material", str(tmp_path / "ec.pem"), "--expires-at", "2099-01-01T00:00:00Z"
+        )
+        assert done.returncode == 1 and "365" in done.stderr  # scaled days: too far ahead
+        done = kms_import(keys["EC_P256"], "--material", str(tmp_path / "ec.pem"))
+        assert done.returncode == 0, done.stderr
+        _, key = await call(session, served, "GET", f"/v1/keys/{keys['EC_P256']}")
+        assert key["state"] == "ACTIVE"
+        # other material is refused and changes nothing
+        subprocess.run(["openssl", "rand", "-out", str(tmp_path / "other.bin"), "32"], check=True)
+        done = kms_import(keys["AES_256"], "--material", str(tmp_path / "other.bin"))
+        assert done.returncode == 1 and "IncorrectKeyMaterial" in done.stderr
