@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from web.handlers import health, imports, keys, managed, operations
+from web.handlers import crypto, health, imports, keys, managed, operations
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,17 @@ ROUTES: list[Route] = [
         "Delete imported key material",
         accepts=True,
     ),
+    Route("POST", "/v1/keys/{key_id}/encrypt", crypto.encrypt, "Encrypt up to 4096 bytes"),
+    Route("POST", "/v1/keys/{key_id}/decrypt", crypto.decrypt, "Decrypt a ciphertext of this key"),
+    Route(
+        "POST",
+        "/v1/keys/{key_id}/generate-data-key",
+        crypto.generate_data_key,
+        "A fresh data key, in plaintext and encrypted under this key",
+    ),
+    Route("POST", "/v1/keys/{key_id}/sign", crypto.sign, "Sign a message or digest"),
+    Route("POST", "/v1/keys/{key_id}/verify", crypto.verify, "Verify a signature"),
+    Route("GET", "/v1/keys/{key_id}/public-key", crypto.public_key, "The public key of an asymmetric key"),
     Route(
         "POST",
         "/v1/projects/{project}/managed-keys",
