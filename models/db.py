@@ -8,6 +8,9 @@ uses ordinary transactions; due rows are claimed with ``FOR UPDATE SKIP LOCKED``
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,15 +54,53 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     return engine
 
 
+class WriterGate:
+    """Serialises SQLite writers: threads of a process on a lock, processes on an
+    ``flock`` of a file beside the database. Waiters sleep in the kernel and wake
+    when the holder is done, instead of SQLite's busy handler polling with sleeps
+    of up to 100 ms (which made p99 latencies of seconds under load)."""
+
+    def __init__(self, db_path: str) -> None:
+        self._path = db_path + ".writelock"
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._pid != os.getpid():  # never share an flock across fork
+            self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._lock:
+            fd = self._descriptor()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _no_gate() -> Iterator[None]:
+    yield
+
+
 class Database:
     """One writer engine and one reader engine over the same database."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._gate: WriterGate | None = None
         if self.is_sqlite:
             self.write_engine = _sqlite_engine(url, immediate=True)
             self.read_engine = _sqlite_engine(url, immediate=False)
+            path = url.split("///", 1)[1] if "///" in url else ""
+            if path and path != ":memory:":
+                self._gate = WriterGate(path)
         else:
             self.write_engine = create_engine(
                 url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
@@ -70,6 +111,7 @@ class Database:
     def write(self) -> Iterator[Session]:
         """A write transaction: committed on success, rolled back on any error."""
         with (
+            self._gate.hold() if self._gate else _no_gate(),
             _translate_outage(),
             Session(self.write_engine, expire_on_commit=False) as session,
             session.begin(),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -47,10 +47,18 @@ def new_id() -> str:
 # --- projects and tokens ---------------------------------------------------------
 
 
+#: Projects known to exist (they are never deleted): saves a read per accepted create.
+_KNOWN_PROJECTS: set[tuple[str, str]] = set()
+
+
 def ensure_project(s: Session, name: str, now: datetime) -> None:
+    known = (str(s.get_bind().engine.url), name)
+    if known in _KNOWN_PROJECTS:
+        return
     if s.get(Project, name) is None:
         s.add(Project(name=name, created_at=now))
         s.flush()
+    _KNOWN_PROJECTS.add(known)
 
 
 def add_token(s: Session, *, project: str, role: str, token_hash: str, now: datetime) -> str:
@@ -116,10 +124,14 @@ def find_key(s: Session, key_id: str, *, for_update: bool = False) -> Key | None
     return s.execute(stmt).scalar_one_or_none()
 
 
-def set_tags(s: Session, key_id: str, tags: dict[str, str]) -> None:
-    s.execute(delete(KeyTag).where(col(KeyTag.key_id) == key_id))
+def add_tags(s: Session, key_id: str, tags: dict[str, str]) -> None:
     for name, value in tags.items():
         s.add(KeyTag(key_id=key_id, name=name, value=value))
+
+
+def set_tags(s: Session, key_id: str, tags: dict[str, str]) -> None:
+    s.execute(delete(KeyTag).where(col(KeyTag.key_id) == key_id))
+    add_tags(s, key_id, tags)
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
@@ -673,3 +685,58 @@ def replace_material(s: Session, key_id: str, version: int, sealed: bytes, now: 
         delete(KeyMaterial).where(col(KeyMaterial.key_id) == key_id, col(KeyMaterial.version) == version)
     )
     store_material(s, key_id, version, sealed, now)
+
+
+# --- bulk creation ---------------------------------------------------------------------
+
+
+def queued_creations(s: Session, include_seq: int, limit: int, *, skip_locked: bool) -> list[Operation]:
+    """The oldest queued creations, and the one with ``include_seq``."""
+    stmt = (
+        select(Operation)
+        .where(
+            col(Operation.kind) == "create_key",
+            col(Operation.status) == OperationStatus.QUEUED.value,
+        )
+        .order_by(col(Operation.seq))
+        .limit(limit)
+    )
+    if skip_locked:
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list(s.execute(stmt).scalars())
+    if include_seq and all(op.seq != include_seq for op in rows):
+        extra = select(Operation).where(
+            col(Operation.seq) == include_seq, col(Operation.status) == OperationStatus.QUEUED.value
+        )
+        if skip_locked:
+            extra = extra.with_for_update(skip_locked=True)
+        rows += list(s.execute(extra).scalars())
+    return rows
+
+
+def creating_keys(s: Session, key_ids: list[str], *, skip_locked: bool) -> dict[str, Key]:
+    if not key_ids:
+        return {}
+    stmt = select(Key).where(col(Key.id).in_(key_ids), col(Key.state) == "CREATING")
+    if skip_locked:
+        stmt = stmt.with_for_update(skip_locked=True)
+    return {k.id: k for k in s.execute(stmt).scalars()}
+
+
+def apply_bulk_creation(
+    s: Session,
+    *,
+    materials: list[dict[str, Any]],
+    keys: list[dict[str, Any]],
+    operations: list[dict[str, Any]],
+    audits: list[dict[str, Any]],
+) -> None:
+    """Executemany inserts and primary-key updates: one round trip per table."""
+    if materials:
+        s.execute(insert(KeyMaterial), materials)
+    if keys:
+        s.execute(update(Key), keys)
+    if operations:
+        s.execute(update(Operation), operations)
+    if audits:
+        s.execute(insert(AuditEvent), audits)

@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from web.batcher import AcceptBatcher
 from web.context import SERVICES, Services
+from web.handlers.common import BATCHER
 from web.middleware import errors_middleware
 from web.routes import add_routes
 
@@ -17,6 +19,7 @@ MAX_BODY_BYTES = 1024 * 1024
 def create_app(svc: Services) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = svc
+    app[BATCHER] = AcceptBatcher(svc)
     add_routes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

@@ -93,64 +93,87 @@ def check_command(s: Session, caller: Caller, key_id: str, command: Command) -> 
     return key
 
 
-Writer = Callable[[Session, datetime], Operation]
+#: Adds an operation (and any rows) and returns it with its key. A writer raises
+#: before it adds anything, so a refusal leaves the shared transaction clean.
+Writer = Callable[[Session, datetime], tuple[Operation, Key | None]]
 
 
-def accept(
-    svc: Services,
-    caller: Caller,
-    write: Writer,
-    *,
-    idempotency_key: str | None = None,
-    request_hash: str = "",
-) -> Accepted:
-    """Run ``write`` (which adds the operation and any rows) in one transaction,
-    honouring ``Idempotency-Key``, then enqueue. Blocking: call via ``svc.run``."""
+@dataclass(frozen=True)
+class Submission:
+    caller: Caller
+    write: Writer
+    idempotency_key: str | None = None
+    request_hash: str = ""
+
+
+def accept(svc: Services, submission: Submission) -> Accepted:
+    """Accept one submission (blocking; see :func:`accept_many`)."""
+    result = accept_many(svc, [submission])[0]
+    if isinstance(result, KmsError):
+        raise result
+    return result
+
+
+def accept_many(svc: Services, submissions: list[Submission]) -> list[Accepted | KmsError]:
+    """Accept submissions in one transaction (group commit), honouring
+    ``Idempotency-Key``, then enqueue their messages. Each refusal is returned in
+    its place and changes nothing. Blocking: call via ``svc.run``."""
     now = svc.clock.now()
+    sent: list[Operation] = []
     try:
         with svc.db.write() as s:
-            if idempotency_key:
-                earlier = repo.recall_idempotency(
-                    s,
-                    project=caller.project,
-                    idempotency_key=idempotency_key,
-                    request_hash=request_hash,
-                    now=now,
-                    ttl_s=IDEMPOTENCY_TTL_S,
-                )
-                if earlier is not None:
-                    return _describe(s, repo.get_operation(s, caller.project, earlier))
-                repo.forget_idempotency(s, project=caller.project, idempotency_key=idempotency_key)
-            op = write(s, now)
-            s.flush()
-            if idempotency_key:
-                repo.remember_idempotency(
-                    s,
-                    project=caller.project,
-                    idempotency_key=idempotency_key,
-                    request_hash=request_hash,
-                    operation_id=op.id,
-                    now=now,
-                )
-            accepted = _describe(s, op)
+            results = [_accept_in(s, sub, now, sent) for sub in submissions]
     except IntegrityError as exc:
-        if idempotency_key and repo.is_unique_violation(exc):
+        if len(submissions) > 1:  # find the culprit: one transaction each
+            return [accept_many(svc, [sub])[0] for sub in submissions]
+        sub = submissions[0]
+        if sub.idempotency_key and repo.is_unique_violation(exc):
             # A concurrent twin won the race: answer with its operation.
             with svc.db.read() as s:
-                earlier = repo.recall_idempotency(
-                    s,
-                    project=caller.project,
-                    idempotency_key=idempotency_key,
-                    request_hash=request_hash,
-                    now=now,
-                    ttl_s=IDEMPOTENCY_TTL_S,
-                )
+                earlier = _recall(s, sub, now)
                 if earlier is not None:
-                    return _describe(s, repo.get_operation(s, caller.project, earlier))
+                    return [_describe(s, repo.get_operation(s, sub.caller.project, earlier))]
         raise
-    params = op.params or {}
-    svc.queue.send(route_for(op.kind, params.get("key_spec"), params.get("origin")), op.id)
-    return accepted
+    svc.queue.send_many(
+        (route_for(op.kind, (op.params or {}).get("key_spec"), (op.params or {}).get("origin")), (op.id,))
+        for op in sent
+    )
+    return results
+
+
+def _recall(s: Session, sub: Submission, now: datetime) -> str | None:
+    assert sub.idempotency_key
+    return repo.recall_idempotency(
+        s,
+        project=sub.caller.project,
+        idempotency_key=sub.idempotency_key,
+        request_hash=sub.request_hash,
+        now=now,
+        ttl_s=IDEMPOTENCY_TTL_S,
+    )
+
+
+def _accept_in(s: Session, sub: Submission, now: datetime, sent: list[Operation]) -> Accepted | KmsError:
+    try:
+        if sub.idempotency_key:
+            earlier = _recall(s, sub, now)
+            if earlier is not None:
+                return _describe(s, repo.get_operation(s, sub.caller.project, earlier))
+            repo.forget_idempotency(s, project=sub.caller.project, idempotency_key=sub.idempotency_key)
+        op, key = sub.write(s, now)
+        if sub.idempotency_key:
+            repo.remember_idempotency(
+                s,
+                project=sub.caller.project,
+                idempotency_key=sub.idempotency_key,
+                request_hash=sub.request_hash,
+                operation_id=op.id,
+                now=now,
+            )
+    except KmsError as exc:
+        return exc
+    sent.append(op)
+    return Accepted(repo.operation_to_dict(op), repo.key_to_dict(key) if key is not None else None)
 
 
 def _describe(s: Session, op: Operation) -> Accepted:
@@ -168,4 +191,14 @@ def describe_operation(
         return _describe(s, op)
 
 
-__all__ = ["Accepted", "Caller", "KeyState", "accept", "check_command", "describe_operation", "new_operation"]
+__all__ = [
+    "Accepted",
+    "Caller",
+    "KeyState",
+    "Submission",
+    "accept",
+    "accept_many",
+    "check_command",
+    "describe_operation",
+    "new_operation",
+]

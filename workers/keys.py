@@ -5,7 +5,7 @@ from __future__ import annotations
 import dramatiq
 
 from kms.commands import ROUTE_COMMAND, ROUTE_CREATE, ROUTE_KEYGEN
-from workers.engine import run_operation
+from workers.engine import run_create, run_operation
 
 MAX_RETRIES = 8
 MIN_BACKOFF_MS = 200
@@ -20,8 +20,9 @@ MAX_BACKOFF_MS = 10_000
     max_backoff=MAX_BACKOFF_MS,
 )
 def create_key(operation_id: str) -> None:
-    """Create an AES_256 key (material generated inline) or an EXTERNAL one."""
-    run_operation(operation_id)
+    """Create an AES_256 key (material generated inline) or an EXTERNAL one,
+    with the other queued creations in one transaction."""
+    run_create(operation_id)
 
 
 @dramatiq.actor(

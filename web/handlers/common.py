@@ -7,12 +7,14 @@ from typing import Any
 from aiohttp import web
 
 from models.repo import Principal
-from web.commands import Accepted, Caller, Writer, accept, describe_operation
+from web.batcher import AcceptBatcher
+from web.commands import Accepted, Caller, Submission, Writer, describe_operation
 from web.context import services
 from web.http import body_hash, idempotency_key, poll_until, prefer_wait
 from web.middleware import request_id
 
 RETRY_AFTER_S = "1"
+BATCHER = web.AppKey("batcher", AcceptBatcher)
 
 
 def caller_of(request: web.Request, principal: Principal, project: str | None = None) -> Caller:
@@ -20,16 +22,8 @@ def caller_of(request: web.Request, principal: Principal, project: str | None = 
 
 
 async def submit(request: web.Request, caller: Caller, body: dict[str, Any], write: Writer) -> web.Response:
-    svc = services(request)
-    accepted = await svc.run(
-        lambda: accept(
-            svc,
-            caller,
-            write,
-            idempotency_key=idempotency_key(request),
-            request_hash=body_hash(request, body),
-        )
-    )
+    submission = Submission(caller, write, idempotency_key(request), body_hash(request, body))
+    accepted = await request.app[BATCHER].submit(submission)
     return await answer(request, caller.project, accepted)
 
 

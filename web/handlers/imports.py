@@ -35,7 +35,7 @@ from kms.errors import (
 )
 from kms.lifecycle import Command
 from models import repo
-from models.tables import Operation
+from models.tables import Key, Operation
 from web.auth import require
 from web.commands import check_command, new_operation
 from web.context import services
@@ -192,8 +192,8 @@ async def import_material(request: web.Request) -> web.Response:
     claims = verify_import_token(svc.keyring.derive_all(PURPOSE_IMPORT_TOKEN), token, key_id=key_id, now=now)
     expires_at = _expiry(raw_expiry, now, svc.settings.day_s)
 
-    def write(s: Session, now: datetime) -> Operation:
-        check_command(s, caller, key_id, Command.IMPORT_MATERIAL)
+    def write(s: Session, now: datetime) -> tuple[Operation, Key]:
+        key = check_command(s, caller, key_id, Command.IMPORT_MATERIAL)
         wrapping = repo.get_wrapping_key(s, claims.wrapping_key_id)
         if wrapping is None:
             raise ExpiredImportToken(
@@ -210,7 +210,6 @@ async def import_material(request: web.Request) -> web.Response:
         }
         op = new_operation(caller, Command.IMPORT_MATERIAL, key_id, params, now)
         s.add(op)
-        s.flush()
         repo.add_import_payload(
             s,
             operation_id=op.id,
@@ -220,7 +219,7 @@ async def import_material(request: web.Request) -> web.Response:
             sealed_blob=svc.keyring.seal(material, import_payload_context(op.id)),
             now=now,
         )
-        return op
+        return op, key
 
     fingerprint = {  # what Idempotency-Key compares: digests, never the upload itself
         "material": hashlib.sha256(material).hexdigest(),

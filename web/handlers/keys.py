@@ -36,33 +36,32 @@ def key_writer(caller: Caller, body: dict[str, Any], *, manager: Manager, servic
     )
     origin = parse_origin(body.get("origin"))
 
-    def write(s: Session, now: datetime) -> Operation:
+    def write(s: Session, now: datetime) -> tuple[Operation, Key]:
         key_id = repo.new_id()
         repo.ensure_project(s, caller.project, now)
-        s.add(
-            Key(
-                id=key_id,
-                project=caller.project,
-                name=name,
-                description=description,
-                tags=tags,
-                key_type=key_type.value,
-                key_spec=spec.value,
-                key_usage=usage.value,
-                origin=origin.value,
-                manager=manager.value,
-                service=service,
-                state=KeyState.CREATING.value,
-                created_at=now,
-                updated_at=now,
-            )
+        key = Key(
+            id=key_id,
+            project=caller.project,
+            name=name,
+            description=description,
+            tags=tags,
+            key_type=key_type.value,
+            key_spec=spec.value,
+            key_usage=usage.value,
+            origin=origin.value,
+            manager=manager.value,
+            service=service,
+            state=KeyState.CREATING.value,
+            created_at=now,
+            updated_at=now,
         )
-        repo.set_tags(s, key_id, tags)
+        s.add(key)
+        repo.add_tags(s, key_id, tags)
         op = new_operation(
             caller, Command.CREATE_KEY, key_id, {"key_spec": spec.value, "origin": origin.value}, now
         )
         s.add(op)
-        return op
+        return op, key
 
     return write
 
@@ -156,11 +155,11 @@ def _command_handler(command: Command, fields: set[str] = frozenset()):  # type:
             params["pending_window_days"] = validation.pending_window_days(body.get("pending_window_days"))
         key_id = request.match_info["key_id"]
 
-        def write(s: Session, now: datetime) -> Operation:
-            check_command(s, caller, key_id, command)
+        def write(s: Session, now: datetime) -> tuple[Operation, Key]:
+            key = check_command(s, caller, key_id, command)
             op = new_operation(caller, command, key_id, params, now)
             s.add(op)
-            return op
+            return op, key
 
         return await submit(request, caller, body, write)
 
