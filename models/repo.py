@@ -691,11 +691,11 @@ def replace_material(s: Session, key_id: str, version: int, sealed: bytes, now: 
 
 
 def queued_creations(s: Session, include_seq: int, limit: int, *, skip_locked: bool) -> list[Operation]:
-    """The oldest queued creations, and the one with ``include_seq``."""
+    """The oldest queued fast creations (queue ``create``), and the one with ``include_seq``."""
     stmt = (
         select(Operation)
         .where(
-            col(Operation.kind) == "create_key",
+            col(Operation.queue) == "create",
             col(Operation.status) == OperationStatus.QUEUED.value,
         )
         .order_by(col(Operation.seq))

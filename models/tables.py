@@ -82,6 +82,7 @@ class Operation(SQLModel, table=True):
         Index("ix_operations_project_seq", "project", "seq"),
         Index("ix_operations_status_sent", "status", "sent_at"),
         Index("ix_operations_batch", "batch_id", "seq"),
+        Index("ix_operations_queue_status", "queue", "status", "seq"),
     )
     seq: int | None = Field(
         default=None,
@@ -92,6 +93,8 @@ class Operation(SQLModel, table=True):
     id: str = Field(unique=True, max_length=36)
     project: str = Field(max_length=128)
     kind: str = Field(max_length=32)
+    #: The queue its messages go to (kms.commands.route_for).
+    queue: str = Field(default="commands", max_length=32)
     key_id: str | None = Field(default=None, max_length=36)
     batch_id: str | None = Field(default=None, max_length=36)
     status: str = Field(default="QUEUED", max_length=16)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from kms.commands import OperationStatus, route_for
+from kms.commands import ROUTE_CREATE, OperationStatus, Route, route_for
 from kms.errors import KmsError
 from kms.lifecycle import Command, KeyFacts, KeyState, MaterialState, created_state, plan
 from kms.specs import Origin
@@ -74,6 +74,7 @@ def new_operation(
         id=repo.new_id(),
         project=caller.project,
         kind=kind.value,
+        queue=route_for(kind, params.get("key_spec"), params.get("origin")).queue.value,
         key_id=key_id,
         batch_id=batch_id,
         status=OperationStatus.QUEUED.value,
@@ -134,11 +135,27 @@ def accept_many(svc: Services, submissions: list[Submission]) -> list[Accepted |
                 if earlier is not None:
                     return [_describe(s, repo.get_operation(s, sub.caller.project, earlier))]
         raise
-    svc.queue.send_many(
-        (route_for(op.kind, (op.params or {}).get("key_spec"), (op.params or {}).get("origin")), (op.id,))
-        for op in sent
-    )
+    svc.queue.send_many(messages_for(sent))
     return results
+
+
+#: Fast creations are carried out in bulk (workers.engine.create_in_bulk): one
+#: message per this many of them is enough; the sweep re-sends any left over.
+CREATIONS_PER_MESSAGE = 100
+
+
+def messages_for(ops: list[Operation]) -> list[tuple[Route, tuple[str]]]:
+    messages: list[tuple[Route, tuple[str]]] = []
+    fast_creations = 0
+    for op in ops:
+        params = op.params or {}
+        route = route_for(op.kind, params.get("key_spec"), params.get("origin"))
+        if route == ROUTE_CREATE:
+            fast_creations += 1
+            if (fast_creations - 1) % CREATIONS_PER_MESSAGE:
+                continue
+        messages.append((route, (op.id,)))
+    return messages
 
 
 def _recall(s: Session, sub: Submission, now: datetime) -> str | None:

@@ -357,22 +357,35 @@ def register(command: Command, handler: Handler, preparer: Preparer | None = Non
 BULK_CREATE_LIMIT = 200
 
 
+#: Bulk passes one message may make before it leaves the rest to later messages.
+MAX_BULK_PASSES = 20
+
+
 def run_create(op_id: str) -> None:
-    """Carry out a fast creation together with the other queued ones, in one
-    transaction (group commit on the worker side); anything unusual about the
-    operation falls back to :func:`run_operation`."""
+    """Carry out fast creations in bulk, oldest first, until this one is done
+    (group commit on the worker side). Web sends one such message per batch of
+    creations, so each message makes at least one pass even if its own
+    operation was already done by another."""
     rt = runtime()
     with rt.db.read() as s:
         op = repo.find_operation(s, op_id)
-    if op is None or OperationStatus(op.status).is_final or op.key_id is None:
+    if op is None or op.key_id is None:
         return
-    if _needs_preparation(op) or not create_in_bulk(rt, op):
+    if _needs_preparation(op):
         run_operation(op_id)
+        return
+    for _ in range(MAX_BULK_PASSES):
+        processed, trigger_done = create_in_bulk(rt, op)
+        if trigger_done:
+            return
+        if processed == 0:  # not creatable in bulk (its key is busy or changed): the usual path
+            run_operation(op_id)
+            return
 
 
-def create_in_bulk(rt: Runtime, trigger: Operation) -> bool:
-    """Create the keys of up to BULK_CREATE_LIMIT queued fast creations (the
-    trigger among them). Returns False if the trigger was not one of them."""
+def create_in_bulk(rt: Runtime, trigger: Operation) -> tuple[int, bool]:
+    """Create the keys of up to BULK_CREATE_LIMIT queued fast creations, the
+    trigger among them if it is still queued. Returns (how many, trigger done)."""
     now = rt.clock.now()
     with rt.db.write() as s:
         ops = [
@@ -384,8 +397,7 @@ def create_in_bulk(rt: Runtime, trigger: Operation) -> bool:
         ]
         keys = repo.creating_keys(s, [op.key_id for op in ops if op.key_id], skip_locked=not rt.db.is_sqlite)
         done = [op for op in ops if op.key_id in keys]
-        if trigger.id not in {op.id for op in done}:
-            return False
+        trigger_done = trigger.id in {op.id for op in done} or all(op.id != trigger.id for op in ops)
         materials, key_rows, op_rows, audits = [], [], [], []
         for op in done:
             key = keys[op.key_id or ""]
@@ -427,5 +439,6 @@ def create_in_bulk(rt: Runtime, trigger: Operation) -> bool:
                 }
             )
         repo.apply_bulk_creation(s, materials=materials, keys=key_rows, operations=op_rows, audits=audits)
-    logger.info("created %d keys in one transaction", len(done))
-    return True
+    if done:
+        logger.info("created %d keys in one transaction", len(done))
+    return len(done), trigger_done

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kms.commands import OperationStatus, TimerKind
+from kms.commands import OperationStatus, TimerKind, route_for
 from kms.lifecycle import Command, KeyState
 from models import repo
 from models.tables import Key, Operation
@@ -48,12 +48,14 @@ def add_key(rt: Any, *, spec: str = "AES_256", origin: str = "VNGCLOUD", state: 
 def add_op(rt: Any, key_id: str, kind: Command, **params: Any) -> str:
     now = rt.clock.now()
     op_id = repo.new_id()
+    queue = route_for(kind, params.get("key_spec"), params.get("origin")).queue.value
     with rt.db.write() as s:
         s.add(
             Operation(
                 id=op_id,
                 project="p",
                 kind=kind.value,
+                queue=queue,
                 key_id=key_id,
                 params=params,
                 created_at=now,
@@ -282,3 +284,26 @@ def test_many_threads_one_key_keeps_order(rt: Any, stub_broker: Any, n: int) -> 
     ]
     key = key_of(rt, kid)
     assert key is not None and key.state == (KeyState.DISABLED if (n - 1) % 2 == 0 else KeyState.ACTIVE)
+
+
+def test_bulk_creation_covers_every_queued_creation(rt: Any, stub_broker: Any) -> None:
+    """One message per batch of fast creations is enough: each message makes a
+    bulk pass over the oldest queued ones, even if its own was already done."""
+    from workers import engine as eng
+
+    kids = [add_key(rt) for _ in range(7)]
+    ops = [add_op(rt, kid, Command.CREATE_KEY, key_spec="AES_256", origin="VNGCLOUD") for kid in kids]
+    limit = eng.BULK_CREATE_LIMIT
+    eng.BULK_CREATE_LIMIT = 3
+    try:
+        create_key.fn(ops[0])  # passes of 3 until ops[0] is done: only the first pass needed
+        assert [op_of(rt, o).status for o in ops].count(OperationStatus.SUCCEEDED) == 3
+        create_key.fn(ops[0])  # its own op is done: still one pass over the next ones
+        assert [op_of(rt, o).status for o in ops].count(OperationStatus.SUCCEEDED) == 6
+        create_key.fn(ops[6])
+    finally:
+        eng.BULK_CREATE_LIMIT = limit
+    assert all(op_of(rt, o).status == OperationStatus.SUCCEEDED for o in ops)
+    for kid in kids:
+        key = key_of(rt, kid)
+        assert key is not None and key.state == KeyState.ACTIVE and key.material_version == 1
