@@ -1,10 +1,11 @@
 """Keys ready for cryptographic use, cached in this web process.
 
-A key's row (state, version) is re-read at most every ``ROW_TTL_S``; the opened
+Every use reads the key's row (state, version: one primary-key read); the opened
 material is kept per (key id, row version). Every state change bumps the row
-version, so a disable, a deletion schedule or a material expiry stops all use
-in every web process within ``ROW_TTL_S`` of the change, and cached material
-is never used past a state change.
+version, so a disable, a deletion schedule or a material expiry stops all use in
+every web process as soon as its operation has succeeded, and cached material is
+never used past a state change. Rows may be cached for ``ROW_TTL_S`` seconds
+(0 by default) where that read is too dear.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from models import repo
 from models.db import Database
 from web.context import Services
 
-ROW_TTL_S = 0.5
+ROW_TTL_S = 0.0
 MAX_ENTRIES = 10_000
 
 
@@ -48,7 +49,7 @@ class KeyCache:
         now = time.monotonic()
         with self._lock:
             hit = self._rows.get(key_id)
-        if hit is not None and hit[0] > now and hit[1].project == project:
+        if ROW_TTL_S > 0 and hit is not None and hit[0] > now and hit[1].project == project:
             return hit[1]
         with db.read() as s:
             key = repo.get_key(s, project, key_id)
@@ -62,10 +63,11 @@ class KeyCache:
                 key.material_state,
                 key.material_version,
             )
-        with self._lock:
-            if len(self._rows) > MAX_ENTRIES:
-                self._rows.clear()
-            self._rows[key_id] = (now + ROW_TTL_S, row)
+        if ROW_TTL_S > 0:
+            with self._lock:
+                if len(self._rows) > MAX_ENTRIES:
+                    self._rows.clear()
+                self._rows[key_id] = (now + ROW_TTL_S, row)
         return row
 
     def usable(self, svc: Services, project: str, key_id: str) -> LoadedKey:
