@@ -26,6 +26,10 @@ SETTINGS_VARIABLES: dict[str, str | None] = {
     "KMS_REQUEUE_AFTER_S": "15",
     "KMS_OPERATION_LEASE_S": "30",
     "KMS_WRAPPING_POOL_SIZE": "8",
+    "KMS_RATE_LIMIT_RPS": "2000",
+    "KMS_RATE_LIMIT_BURST": "4000",
+    "KMS_MAX_KEYS_PER_PROJECT": "1000000",
+    "KMS_MAX_IN_FLIGHT_PER_PROJECT": "50000",
     "KMS_WORKER_PROCESSES": "2",
     "KMS_WORKER_THREADS": "8",
     "KMS_QUEUE_NAMESPACE": "kms",
@@ -66,6 +70,10 @@ class Settings:
     requeue_after_s: float = 15.0
     operation_lease_s: float = 30.0
     wrapping_pool_size: int = 8
+    rate_limit_rps: float = 2000.0
+    rate_limit_burst: float = 4000.0
+    max_keys_per_project: int = 1_000_000
+    max_in_flight_per_project: int = 50_000
     worker_processes: int = 2
     worker_threads: int = 8
     queue_namespace: str = "kms"
@@ -95,6 +103,10 @@ class Settings:
             requeue_after_s=_number(env, "KMS_REQUEUE_AFTER_S", float, 1),
             operation_lease_s=_number(env, "KMS_OPERATION_LEASE_S", float, 1),
             wrapping_pool_size=int(_number(env, "KMS_WRAPPING_POOL_SIZE", int, 0)),
+            rate_limit_rps=_number(env, "KMS_RATE_LIMIT_RPS", float, 0.001),
+            rate_limit_burst=_number(env, "KMS_RATE_LIMIT_BURST", float, 1),
+            max_keys_per_project=int(_number(env, "KMS_MAX_KEYS_PER_PROJECT", int, 1)),
+            max_in_flight_per_project=int(_number(env, "KMS_MAX_IN_FLIGHT_PER_PROJECT", int, 1)),
             worker_processes=int(_number(env, "KMS_WORKER_PROCESSES", int, 1)),
             worker_threads=int(_number(env, "KMS_WORKER_THREADS", int, 1)),
             queue_namespace=env.get("KMS_QUEUE_NAMESPACE") or "kms",

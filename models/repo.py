@@ -26,6 +26,7 @@ from kms.specs import Manager, Origin
 from models.tables import (
     ApiToken,
     AuditEvent,
+    Batch,
     IdempotencyRecord,
     ImportPayload,
     Key,
@@ -691,19 +692,26 @@ def replace_material(s: Session, key_id: str, version: int, sealed: bytes, now: 
 
 
 def queued_creations(s: Session, include_seq: int, limit: int, *, skip_locked: bool) -> list[Operation]:
-    """The oldest queued fast creations (queue ``create``), and the one with ``include_seq``."""
-    stmt = (
-        select(Operation)
-        .where(
-            col(Operation.queue) == "create",
-            col(Operation.status) == OperationStatus.QUEUED.value,
+    """The oldest queued fast creations (queue ``create``) of every project, shared
+    fairly between projects (one project's huge batch does not make another's single
+    create wait), and the one with ``include_seq``."""
+    projects = projects_with_queued_creations(s)
+    share = max(1, limit // max(1, len(projects)))
+    rows: list[Operation] = []
+    for project in projects:
+        stmt = (
+            select(Operation)
+            .where(
+                col(Operation.queue) == "create",
+                col(Operation.status) == OperationStatus.QUEUED.value,
+                col(Operation.project) == project,
+            )
+            .order_by(col(Operation.seq))
+            .limit(share)
         )
-        .order_by(col(Operation.seq))
-        .limit(limit)
-    )
-    if skip_locked:
-        stmt = stmt.with_for_update(skip_locked=True)
-    rows = list(s.execute(stmt).scalars())
+        if skip_locked:
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows += list(s.execute(stmt).scalars())
     if include_seq and all(op.seq != include_seq for op in rows):
         extra = select(Operation).where(
             col(Operation.seq) == include_seq, col(Operation.status) == OperationStatus.QUEUED.value
@@ -740,3 +748,66 @@ def apply_bulk_creation(
         s.execute(update(Operation), operations)
     if audits:
         s.execute(insert(AuditEvent), audits)
+
+
+# --- batches ----------------------------------------------------------------------------
+
+
+def get_batch(s: Session, project: str, batch_id: str) -> Batch:
+    row = s.execute(
+        select(Batch).where(col(Batch.id) == batch_id, col(Batch.project) == project)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"batch {batch_id} not found; check the batch id")
+    return row
+
+
+def batch_progress(s: Session, batch_id: str) -> tuple[dict[str, int], datetime | None]:
+    """Operation counts by status (index on batch_id) and the last finish time."""
+    rows = s.execute(
+        select(col(Operation.status), func.count(), func.max(col(Operation.finished_at)))
+        .where(col(Operation.batch_id) == batch_id)
+        .group_by(col(Operation.status))
+    ).all()
+    counts = {status.value: 0 for status in OperationStatus}
+    last: datetime | None = None
+    for status, n, finished in rows:
+        counts[status] = int(n)
+        if finished is not None and (last is None or as_utc(finished) > as_utc(last)):
+            last = finished
+    return counts, last
+
+
+def list_batches(
+    s: Session, project: str, *, limit: int, cursor: str | None
+) -> tuple[list[Batch], str | None]:
+    stmt = select(Batch).where(col(Batch.project) == project)
+    if cursor:
+        (seq,) = decode_cursor(cursor, 1)
+        stmt = stmt.where(col(Batch.seq) < int(seq))
+    rows = list(s.execute(stmt.order_by(col(Batch.seq).desc()).limit(limit + 1)).scalars())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor([rows[-1].seq])
+    return rows, next_cursor
+
+
+def count_keys(s: Session, project: str) -> int:
+    return int(s.execute(select(func.count()).where(col(Key.project) == project)).scalar_one())
+
+
+def count_in_flight(s: Session, project: str) -> int:
+    stmt = select(func.count()).where(
+        col(Operation.project) == project, col(Operation.status).in_(ACTIVE_STATUSES)
+    )
+    return int(s.execute(stmt).scalar_one())
+
+
+def projects_with_queued_creations(s: Session) -> list[str]:
+    stmt = (
+        select(col(Operation.project))
+        .where(col(Operation.queue) == "create", col(Operation.status) == OperationStatus.QUEUED.value)
+        .distinct()
+    )
+    return [p for (p,) in s.execute(stmt).all()]

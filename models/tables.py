@@ -83,6 +83,7 @@ class Operation(SQLModel, table=True):
         Index("ix_operations_status_sent", "status", "sent_at"),
         Index("ix_operations_batch", "batch_id", "seq"),
         Index("ix_operations_queue_status", "queue", "status", "seq"),
+        Index("ix_operations_project_status", "project", "status", "queue", "seq"),
     )
     seq: int | None = Field(
         default=None,
@@ -197,3 +198,25 @@ class ImportPayload(SQLModel, table=True):
     algorithm: str = Field(max_length=32)
     sealed_blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Batch(SQLModel, table=True):
+    """Many commands submitted at once; its items are operations with ``batch_id``."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_project_seq", "project", "seq"),)
+    seq: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    id: str = Field(unique=True, max_length=36)
+    project: str = Field(max_length=128)
+    total: int
+    accepted: int
+    rejected: int
+    #: [{index, operation_id, key_id, error}] as answered at submission
+    items: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    finished_at: datetime | None = _ts()

@@ -48,6 +48,7 @@ TABLES = [
     "projects",
     "wrapping_keys",
     "import_payloads",
+    "batches",
 ]
 
 

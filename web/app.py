@@ -8,7 +8,8 @@ from aiohttp import web
 
 from web.batcher import AcceptBatcher
 from web.context import SERVICES, Services
-from web.handlers.common import BATCHER
+from web.handlers.common import BATCHER, LIMITS
+from web.limits import Limits
 from web.middleware import errors_middleware
 from web.routes import add_routes
 
@@ -20,6 +21,7 @@ def create_app(svc: Services) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = svc
     app[BATCHER] = AcceptBatcher(svc)
+    app[LIMITS] = Limits(svc)
     add_routes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

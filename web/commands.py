@@ -16,12 +16,13 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from kms.clock import rfc3339
 from kms.commands import ROUTE_CREATE, OperationStatus, Route, route_for
 from kms.errors import KmsError
 from kms.lifecycle import Command, KeyFacts, KeyState, MaterialState, created_state, plan
 from kms.specs import Origin
 from models import repo
-from models.tables import Key, Operation
+from models.tables import Batch, Key, Operation
 from web.context import Services
 
 IDEMPOTENCY_TTL_S = 24 * 3600.0
@@ -219,3 +220,105 @@ __all__ = [
     "describe_operation",
     "new_operation",
 ]
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One item of a batch: its writer, or the error that refused it already."""
+
+    index: int
+    writer: Writer | None = None
+    error: KmsError | None = None
+
+
+def _batch_item(index: int, op: Operation | None, error: KmsError | None) -> dict[str, Any]:
+    return {
+        "index": index,
+        "operation_id": op.id if op else None,
+        "key_id": op.key_id if op else None,
+        "error": {"code": error.code, "message": error.message} if error else None,
+    }
+
+
+def accept_batch(
+    svc: Services, caller: Caller, items: list[BatchItem], *, idempotency_key: str | None, request_hash: str
+) -> dict[str, Any]:
+    """Accept a batch: one transaction for all its rows (group commit), one
+    pipelined round of enqueues. Refused items are reported one by one and
+    change nothing. Blocking: call via ``svc.run``."""
+    now = svc.clock.now()
+    batch_id = repo.new_id()
+    idem = f"batch:{idempotency_key}" if idempotency_key else None
+    sent: list[Operation] = []
+    answers: list[dict[str, Any]] = []
+    with svc.db.write() as s:
+        if idem:
+            earlier = repo.recall_idempotency(
+                s,
+                project=caller.project,
+                idempotency_key=idem,
+                request_hash=request_hash,
+                now=now,
+                ttl_s=IDEMPOTENCY_TTL_S,
+            )
+            if earlier is not None:
+                return describe_batch(s, repo.get_batch(s, caller.project, earlier), with_items=True)
+            repo.forget_idempotency(s, project=caller.project, idempotency_key=idem)
+        for item in items:
+            op: Operation | None = None
+            error = item.error
+            if item.writer is not None:
+                try:
+                    op, _ = item.writer(s, now)
+                    op.batch_id = batch_id
+                    sent.append(op)
+                except KmsError as exc:
+                    error = exc
+            answers.append(_batch_item(item.index, op, error))
+        batch = Batch(
+            id=batch_id,
+            project=caller.project,
+            total=len(items),
+            accepted=len(sent),
+            rejected=len(items) - len(sent),
+            items=answers,
+            created_at=now,
+            finished_at=now if not sent else None,
+        )
+        s.add(batch)
+        if idem:
+            repo.remember_idempotency(
+                s,
+                project=caller.project,
+                idempotency_key=idem,
+                request_hash=request_hash,
+                operation_id=batch_id,
+                now=now,
+            )
+    svc.queue.send_many(messages_for(sent))
+    return {**_batch_summary(batch), "items": answers}
+
+
+def _batch_summary(batch: Batch) -> dict[str, Any]:
+    return {
+        "id": batch.id,
+        "total": batch.total,
+        "accepted": batch.accepted,
+        "rejected": batch.rejected,
+        "created_at": rfc3339(batch.created_at),
+    }
+
+
+def describe_batch(s: Session, batch: Batch, *, with_items: bool = False) -> dict[str, Any]:
+    """The batch with its progress: counts by status, done, finished_at."""
+    counts, last = repo.batch_progress(s, batch.id)
+    done = counts["QUEUED"] == 0 and counts["RUNNING"] == 0
+    answer = {
+        **_batch_summary(batch),
+        "counts": counts,
+        "done": done,
+        "finished_at": rfc3339((batch.finished_at or last) if done else None),
+    }
+    if with_items:
+        answer["items"] = batch.items
+    return answer

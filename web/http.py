@@ -86,3 +86,14 @@ async def poll_until(check: Callable[[], Awaitable[T | None]], timeout_s: float)
             return None
         await asyncio.sleep(min(pause, remaining))
         pause = min(pause * 1.5, 0.25)
+
+
+def etag_json(request: web.Request, body: Any, *, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer with an ``ETag``; ``If-None-Match`` with that tag gets 304 (cheap polling)."""
+    text = json.dumps(body, separators=(",", ":"), sort_keys=True)
+    tag = '"' + hashlib.sha256(text.encode()).hexdigest()[:24] + '"'
+    out = {"ETag": tag, "Cache-Control": "no-cache", **(headers or {})}
+    wanted = {t.strip().removeprefix("W/") for t in request.headers.get("If-None-Match", "").split(",")}
+    if tag in wanted or "*" in wanted:
+        return web.Response(status=304, headers=out)
+    return web.json_response(text=text, headers=out)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from web.handlers import crypto, health, imports, keys, managed, operations
+from web.handlers import batches, crypto, health, imports, keys, managed, operations
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,14 @@ ROUTES: list[Route] = [
         "Create a provider-managed key for a project",
         roles=("service",),
         accepts=True,
+    ),
+    Route("POST", "/v1/batches", batches.create_batch, "Submit up to 1000 commands at once", accepts=True),
+    Route("GET", "/v1/batches", batches.list_batches, "List batches"),
+    Route(
+        "GET",
+        "/v1/batches/{batch_id}",
+        batches.get_batch,
+        "Progress of a batch (ETag / If-None-Match; Prefer: wait=N)",
     ),
     Route(
         "GET",

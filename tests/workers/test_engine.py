@@ -307,3 +307,36 @@ def test_bulk_creation_covers_every_queued_creation(rt: Any, stub_broker: Any) -
     for kid in kids:
         key = key_of(rt, kid)
         assert key is not None and key.state == KeyState.ACTIVE and key.material_version == 1
+
+
+def test_bulk_creation_is_fair_between_projects(rt: Any) -> None:
+    """A project's single create is taken in the next pass, however long another's backlog."""
+    from workers import engine as eng
+
+    big = [
+        add_op(rt, add_key(rt), Command.CREATE_KEY, key_spec="AES_256", origin="VNGCLOUD") for _ in range(30)
+    ]
+    kid = add_key(rt)
+    now = rt.clock.now()
+    op_id = repo.new_id()
+    with rt.db.write() as s:  # the other project's single create, accepted last
+        s.add(
+            Operation(
+                id=op_id,
+                project="other",
+                kind="create_key",
+                queue="create",
+                key_id=kid,
+                params={"key_spec": "AES_256", "origin": "VNGCLOUD"},
+                created_at=now,
+                sent_at=now,
+            )
+        )
+    limit = eng.BULK_CREATE_LIMIT
+    eng.BULK_CREATE_LIMIT = 10
+    try:
+        create_key.fn(big[0])  # one pass, triggered by the big project's first message
+    finally:
+        eng.BULK_CREATE_LIMIT = limit
+    assert op_of(rt, op_id).status == OperationStatus.SUCCEEDED
+    assert [op_of(rt, o).status for o in big].count(OperationStatus.SUCCEEDED) < 30

@@ -11,17 +11,26 @@ from web.batcher import AcceptBatcher
 from web.commands import Accepted, Caller, Submission, Writer, describe_operation
 from web.context import services
 from web.http import body_hash, idempotency_key, poll_until, prefer_wait
+from web.limits import Limits
 from web.middleware import request_id
 
 RETRY_AFTER_S = "1"
 BATCHER = web.AppKey("batcher", AcceptBatcher)
+LIMITS = web.AppKey("limits", Limits)
 
 
 def caller_of(request: web.Request, principal: Principal, project: str | None = None) -> Caller:
     return Caller(project or principal.project, principal.token_id, principal.role, request_id(request))
 
 
-async def submit(request: web.Request, caller: Caller, body: dict[str, Any], write: Writer) -> web.Response:
+async def submit(
+    request: web.Request, caller: Caller, body: dict[str, Any], write: Writer, *, creates_key: bool = False
+) -> web.Response:
+    limits = request.app[LIMITS]
+    limits.take(caller.project)
+    await services(request).run(
+        lambda: limits.admit(caller.project, new_keys=int(creates_key), new_operations=1)
+    )
     submission = Submission(caller, write, idempotency_key(request), body_hash(request, body))
     accepted = await request.app[BATCHER].submit(submission)
     return await answer(request, caller.project, accepted)

@@ -37,8 +37,8 @@ from kms.lifecycle import Command
 from models import repo
 from models.tables import Key, Operation
 from web.auth import require
-from web.commands import check_command, new_operation
-from web.context import services
+from web.commands import Caller, Writer, check_command, new_operation
+from web.context import Services, services
 from web.handlers.common import caller_of, submit
 from web.handlers.keys import MEMBER
 from web.http import json_body
@@ -176,18 +176,17 @@ def _expiry(raw: str | None, now: datetime, day_s: float) -> datetime | None:
     return expires_at
 
 
-async def import_material(request: web.Request) -> web.Response:
-    principal = await require(request, *MEMBER)
-    caller = caller_of(request, principal)
-    key_id = request.match_info["key_id"]
-    material, token, raw_expiry = await _read_upload(request)
+def import_writer(
+    svc: Services, caller: Caller, key_id: str, material: bytes, token: bytes, raw_expiry: str | None
+) -> Writer:
+    """Check what can be checked at once (sizes, the token, the expiry) and return
+    the writer that accepts the import."""
     if not material:
         raise InvalidKeyMaterial("the encrypted key material is empty; upload EncryptedKeyMaterial.bin")
     if len(material) > MAX_WRAPPED_MATERIAL_BYTES:
         raise PayloadTooLarge(
             f"the encrypted key material is {len(material)} bytes; the limit is {MAX_WRAPPED_MATERIAL_BYTES}"
         )
-    svc = services(request)
     now = svc.clock.now()
     claims = verify_import_token(svc.keyring.derive_all(PURPOSE_IMPORT_TOKEN), token, key_id=key_id, now=now)
     expires_at = _expiry(raw_expiry, now, svc.settings.day_s)
@@ -221,9 +220,22 @@ async def import_material(request: web.Request) -> web.Response:
         )
         return op, key
 
-    fingerprint = {  # what Idempotency-Key compares: digests, never the upload itself
+    return write
+
+
+def upload_digest(material: bytes, token: bytes, raw_expiry: str | None) -> dict[str, Any]:
+    """What Idempotency-Key compares for an import: digests, never the upload itself."""
+    return {
         "material": hashlib.sha256(material).hexdigest(),
         "token": hashlib.sha256(token).hexdigest(),
         "expires_at": raw_expiry,
     }
-    return await submit(request, caller, fingerprint, write)
+
+
+async def import_material(request: web.Request) -> web.Response:
+    principal = await require(request, *MEMBER)
+    caller = caller_of(request, principal)
+    key_id = request.match_info["key_id"]
+    material, token, raw_expiry = await _read_upload(request)
+    writer = import_writer(services(request), caller, key_id, material, token, raw_expiry)
+    return await submit(request, caller, upload_digest(material, token, raw_expiry), writer)

@@ -15,7 +15,7 @@ from kms.specs import Manager, parse_origin, resolve_key_config
 from models import repo
 from models.tables import Key, Operation
 from web.auth import Role, require
-from web.commands import Caller, check_command, new_operation
+from web.commands import Caller, Writer, check_command, new_operation
 from web.context import services
 from web.handlers.common import caller_of, submit
 from web.http import json_body, query_limit
@@ -26,7 +26,9 @@ READERS = (Role.MEMBER, Role.ADMIN, Role.SERVICE)
 CREATE_FIELDS = {"name", "description", "tags", "key_spec", "key_usage", "key_type", "origin"}
 
 
-def key_writer(caller: Caller, body: dict[str, Any], *, manager: Manager, service: str | None = None):
+def key_writer(
+    caller: Caller, body: dict[str, Any], *, manager: Manager, service: str | None = None
+) -> Writer:
     """Validate a create body and return the writer that inserts key + operation."""
     name = validation.key_name(body.get("name"))
     description = validation.description(body.get("description"))
@@ -70,7 +72,9 @@ async def create_key(request: web.Request) -> web.Response:
     caller = caller_of(request, await require(request, *MEMBER))
     body = await json_body(request)
     validation.known_fields(body, CREATE_FIELDS, "creating a key")
-    return await submit(request, caller, body, key_writer(caller, body, manager=Manager.CUSTOMER))
+    return await submit(
+        request, caller, body, key_writer(caller, body, manager=Manager.CUSTOMER), creates_key=True
+    )
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -145,23 +149,39 @@ async def update_key(request: web.Request) -> web.Response:
     return web.json_response(await svc.run(write))
 
 
-def _command_handler(command: Command, fields: set[str] = frozenset()):  # type: ignore[assignment]
+#: Fields each lifecycle command takes.
+COMMAND_FIELDS: dict[Command, set[str]] = {
+    Command.ENABLE: set(),
+    Command.DISABLE: set(),
+    Command.SCHEDULE_DELETION: {"pending_window_days"},
+    Command.CANCEL_DELETION: set(),
+    Command.DELETE_MATERIAL: set(),
+}
+
+
+def command_writer(caller: Caller, key_id: str, command: Command, body: dict[str, Any]) -> Writer:
+    """Validate a lifecycle command's body; the writer refuses at once what the
+    lifecycle table refuses."""
+    validation.known_fields(body, COMMAND_FIELDS[command], command.value.replace("_", " "))
+    params: dict[str, Any] = {}
+    if command is Command.SCHEDULE_DELETION:
+        params["pending_window_days"] = validation.pending_window_days(body.get("pending_window_days"))
+
+    def write(s: Session, now: datetime) -> tuple[Operation, Key]:
+        key = check_command(s, caller, key_id, command)
+        op = new_operation(caller, command, key_id, params, now)
+        s.add(op)
+        return op, key
+
+    return write
+
+
+def _command_handler(command: Command):  # type: ignore[no-untyped-def]
     async def handler(request: web.Request) -> web.Response:
         caller = caller_of(request, await require(request, *MEMBER))
         body = await json_body(request, optional=True)
-        validation.known_fields(body, set(fields), command.value.replace("_", " "))
-        params: dict[str, Any] = {}
-        if command is Command.SCHEDULE_DELETION:
-            params["pending_window_days"] = validation.pending_window_days(body.get("pending_window_days"))
-        key_id = request.match_info["key_id"]
-
-        def write(s: Session, now: datetime) -> tuple[Operation, Key]:
-            key = check_command(s, caller, key_id, command)
-            op = new_operation(caller, command, key_id, params, now)
-            s.add(op)
-            return op, key
-
-        return await submit(request, caller, body, write)
+        writer = command_writer(caller, request.match_info["key_id"], command, body)
+        return await submit(request, caller, body, writer)
 
     handler.__name__ = command.value
     return handler
@@ -169,6 +189,6 @@ def _command_handler(command: Command, fields: set[str] = frozenset()):  # type:
 
 enable_key = _command_handler(Command.ENABLE)
 disable_key = _command_handler(Command.DISABLE)
-schedule_deletion = _command_handler(Command.SCHEDULE_DELETION, {"pending_window_days"})
+schedule_deletion = _command_handler(Command.SCHEDULE_DELETION)
 cancel_deletion = _command_handler(Command.CANCEL_DELETION)
 delete_material = _command_handler(Command.DELETE_MATERIAL)

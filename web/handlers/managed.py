@@ -31,4 +31,4 @@ async def create_managed_key(request: web.Request) -> web.Response:
     writer = key_writer(
         caller, {**body, "origin": "VNGCLOUD"}, manager=Manager.VNGCLOUD, service=service.strip()
     )
-    return await submit(request, caller, body, writer)
+    return await submit(request, caller, body, writer, creates_key=True)

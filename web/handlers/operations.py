@@ -14,7 +14,7 @@ from web.auth import Role, require
 from web.commands import Accepted, describe_operation
 from web.context import services
 from web.handlers.common import answer
-from web.http import poll_until, prefer_wait, query_limit
+from web.http import etag_json, poll_until, prefer_wait, query_limit
 
 ANY_ROLE = (Role.MEMBER, Role.ADMIN, Role.SERVICE)
 
@@ -29,7 +29,8 @@ async def get_operation(request: web.Request) -> web.Response:
     assert accepted is not None
     if prefer_wait(request) > 0:
         return await answer(request, principal.project, accepted)
-    return web.json_response(accepted.operation)
+    final = accepted.operation["status"] in ("SUCCEEDED", "FAILED")
+    return etag_json(request, accepted.operation, headers={} if final else {"Retry-After": "1"})
 
 
 async def list_operations(request: web.Request) -> web.Response:
