@@ -317,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires-at", default=None, help="RFC 3339 time when the material expires")
     p.set_defaults(func=cmd_import)
 
+    from web.clientcli import add_parsers
+
+    add_parsers(sub)
+
     p = sub.add_parser("token", help="manage API tokens")
     token_sub = p.add_subparsers(dest="token_command", required=True)
     t = token_sub.add_parser("create", help="create a token; prints only the token")
@@ -329,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "client", None) is not None:
+            from web.clientcli import run
+
+            return run(args, *client_target())
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130

@@ -313,7 +313,7 @@ def start_serve(data_dir: Path, extra_env: dict[str, str] | None = None, timeout
         if proc.poll() is not None:
             raise AssertionError(f"kms serve exited early:\n{log_path.read_text()}")
         try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1) as resp:  # noqa: S310
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as resp:
                 if resp.status == 200:
                     break
         except OSError:

@@ -42,23 +42,37 @@ class KmsClient:
             await self._session.close()
 
     async def request(
-        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        retries_on_429: int = 5,
+        **kwargs: Any,
     ) -> Any:
+        """One API call. A 429 answer is retried after its Retry-After, a few times
+        (the request was refused, so repeating it cannot do anything twice)."""
         assert self._session is not None, "use `async with KmsClient(...)`"
-        async with self._session.request(method, self.url + path, headers=headers, **kwargs) as resp:
-            try:
-                body = await resp.json(content_type=None)
-            except ValueError:
-                body = None
-            if resp.status >= 400:
-                err = (body or {}).get("error", {}) if isinstance(body, dict) else {}
-                raise ApiError(
-                    resp.status,
-                    err.get("code", f"HTTP{resp.status}"),
-                    err.get("message", resp.reason or ""),
-                    err.get("request_id", ""),
-                )
-            return body
+        attempt = 0
+        while True:
+            async with self._session.request(method, self.url + path, headers=headers, **kwargs) as resp:
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+                if resp.status == 429 and attempt < retries_on_429:
+                    attempt += 1
+                    await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+                    continue
+                if resp.status >= 400:
+                    err = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+                    raise ApiError(
+                        resp.status,
+                        err.get("code", f"HTTP{resp.status}"),
+                        err.get("message", resp.reason or ""),
+                        err.get("request_id", ""),
+                    )
+                return body
 
     # --- keys ------------------------------------------------------------------
 
@@ -106,6 +120,19 @@ class KmsClient:
             if op["status"] in FINAL or remaining <= 0:
                 return dict(op)
             await asyncio.sleep(0)
+
+    # --- batches ------------------------------------------------------------------------
+
+    async def submit_batch(
+        self, operations: list[dict[str, Any]], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        answer = await self.request("POST", "/v1/batches", json={"operations": operations}, headers=headers)
+        return dict(answer["batch"])
+
+    async def get_batch(self, batch_id: str, wait_s: float = 0) -> dict[str, Any]:
+        headers = {"Prefer": f"wait={wait_s:g}"} if wait_s else None
+        return dict(await self.request("GET", f"/v1/batches/{batch_id}", headers=headers))
 
     # --- import --------------------------------------------------------------------
 

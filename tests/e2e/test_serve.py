@@ -319,3 +319,46 @@ async def test_kms_import_cli(serve_factory: Any, tmp_path: Path) -> None:
         subprocess.run(["openssl", "rand", "-out", str(tmp_path / "other.bin"), "32"], check=True)
         done = kms_import(keys["AES_256"], "--material", str(tmp_path / "other.bin"))
         assert done.returncode == 1 and "IncorrectKeyMaterial" in done.stderr
+
+
+def test_client_cli_for_batch_jobs(serve_factory: Any) -> None:
+    import json as jsonlib
+
+    served = serve_factory()
+    env = {**served.env, "KMS_URL": served.url, "KMS_TOKEN": served.member}
+
+    def kms(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kms.cli", *args], env=env, capture_output=True, text=True, timeout=180
+        )
+
+    done = kms("keys", "create", "--spec", "AES_256", "--count", "2500", "--name-prefix", "batch-")
+    assert done.returncode == 0, done.stderr
+    assert "2500 keys created, 0 failed" in done.stdout
+    assert "2500/2500 done" in done.stderr  # the progress report
+    batch_id = done.stdout.strip().rsplit("batches: ", 1)[1].split(",")[0].rstrip(")")
+    status = kms("batch", "status", batch_id)
+    assert status.returncode == 0 and "SUCCEEDED 1000" in status.stdout
+    listing = kms("keys", "list", "--json", "-q", "batch-")
+    keys = jsonlib.loads(listing.stdout)
+    assert len(keys) == 2500 and {k["state"] for k in keys} == {"ACTIVE"}
+    table = kms("keys", "list", "--state", "ACTIVE")
+    assert table.returncode == 0 and "batch-" in table.stdout
+    gone = kms("keys", "delete", keys[0]["id"], keys[1]["id"], "--days", "7")
+    assert gone.returncode == 0 and "2 keys scheduled for deletion in 7 days" in gone.stdout, gone.stderr
+    again = kms("keys", "delete", keys[0]["id"], "00000000-0000-0000-0000-000000000000", "--days", "7")
+    assert again.returncode == 1 and "InvalidKeyState" in again.stderr and "NotFound" in again.stderr
+    wrong = kms("keys", "delete", keys[2]["id"], "--days", "3")
+    assert wrong.returncode == 1 and "ValidationError" in wrong.stderr
+    import urllib.request
+
+    request = urllib.request.Request(
+        served.url + "/v1/keys",
+        data=b'{"name": "one", "key_spec": "EC_P256"}',
+        headers=served.headers(),
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        op_id = jsonlib.loads(resp.read())["operation"]["id"]
+    watched = kms("op", "status", op_id, "--watch")
+    assert watched.returncode == 0 and "SUCCEEDED" in watched.stdout and "create_key" in watched.stdout
