@@ -8,6 +8,7 @@ behind a create is judged against the state the create will leave.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -125,6 +126,7 @@ def accept_many(svc: Services, submissions: list[Submission]) -> list[Accepted |
     try:
         with svc.db.write() as s:
             results = [_accept_in(s, sub, now, sent) for sub in submissions]
+            repo.flush_bulk(s)
     except IntegrityError as exc:
         if len(submissions) > 1:  # find the culprit: one transaction each
             return [accept_many(svc, [sub])[0] for sub in submissions]
@@ -174,6 +176,7 @@ def _recall(s: Session, sub: Submission, now: datetime) -> str | None:
 def _accept_in(s: Session, sub: Submission, now: datetime, sent: list[Operation]) -> Accepted | KmsError:
     try:
         if sub.idempotency_key:
+            repo.flush_bulk(s)  # an identical twin earlier in this transaction must be visible
             earlier = _recall(s, sub, now)
             if earlier is not None:
                 return _describe(s, repo.get_operation(s, sub.caller.project, earlier))
@@ -222,6 +225,9 @@ __all__ = [
 ]
 
 
+BATCH_GATE = threading.Lock()
+
+
 @dataclass(frozen=True)
 class BatchItem:
     """One item of a batch: its writer, or the error that refused it already."""
@@ -251,7 +257,9 @@ def accept_batch(
     idem = f"batch:{idempotency_key}" if idempotency_key else None
     sent: list[Operation] = []
     answers: list[dict[str, Any]] = []
-    with svc.db.write() as s:
+    # One batch at a time per process reaches for the database lock, so single
+    # commands (another project's, say) wait behind one batch at most, not ten.
+    with BATCH_GATE, svc.db.write() as s:
         if idem:
             earlier = repo.recall_idempotency(
                 s,
@@ -275,6 +283,7 @@ def accept_batch(
                 except KmsError as exc:
                     error = exc
             answers.append(_batch_item(item.index, op, error))
+        repo.flush_bulk(s)
         batch = Batch(
             id=batch_id,
             project=caller.project,

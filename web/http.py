@@ -85,7 +85,7 @@ async def poll_until(check: Callable[[], Awaitable[T | None]], timeout_s: float)
         if remaining <= 0:
             return None
         await asyncio.sleep(min(pause, remaining))
-        pause = min(pause * 1.5, 0.25)
+        pause = min(pause * 1.5, 0.1)
 
 
 def etag_json(request: web.Request, body: Any, *, headers: dict[str, str] | None = None) -> web.Response:

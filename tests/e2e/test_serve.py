@@ -362,3 +362,48 @@ def test_client_cli_for_batch_jobs(serve_factory: Any) -> None:
         op_id = jsonlib.loads(resp.read())["operation"]["id"]
     watched = kms("op", "status", op_id, "--watch")
     assert watched.returncode == 0 and "SUCCEEDED" in watched.stdout and "create_key" in watched.stdout
+
+
+async def test_ten_concurrent_batches_and_another_project(serve_factory: Any) -> None:
+    served = serve_factory()
+    other = subprocess.run(
+        [sys.executable, "-m", "kms.cli", "token", "create", "--project", "other"],
+        env=served.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    async with aiohttp.ClientSession() as session:
+
+        async def batch(i: int) -> dict:
+            ops = [
+                {"command": "create_key", "params": {"name": f"b{i}-{j}", "key_spec": "AES_256"}}
+                for j in range(1000)
+            ]
+            status, answer = await call(session, served, "POST", "/v1/batches", json={"operations": ops})
+            assert status == 202 and answer["batch"]["accepted"] == 1000, answer
+            return answer["batch"]
+
+        tasks = [asyncio.create_task(batch(i)) for i in range(10)]
+        await asyncio.sleep(0.2)
+        status, answer = await call(
+            session,
+            served,
+            "POST",
+            "/v1/keys",
+            other,
+            json={"name": "meanwhile", "key_spec": "AES_256"},
+            headers={"Prefer": "wait=20"},
+        )
+        assert status == 200 and answer["key"]["state"] == "ACTIVE"
+        batches = await asyncio.gather(*tasks)
+        for b in batches:
+            _, progress = await call(
+                session, served, "GET", f"/v1/batches/{b['id']}", headers={"Prefer": "wait=30"}
+            )
+            assert progress["done"] and progress["counts"]["SUCCEEDED"] == 1000, progress
+        counts = await _all_finished(session, served, 10_000, timeout=60)
+        assert counts == {"ACTIVE": 10_000}
+        _, theirs = await call(session, served, "GET", "/v1/keys", other)
+        assert [k["name"] for k in theirs["keys"]] == ["meanwhile"]
