@@ -885,3 +885,72 @@ def new_operation_row(**values: Any) -> dict[str, Any]:
     }
     row.update(values)
     return row
+
+
+# --- ops views ---------------------------------------------------------------------------
+
+
+def waiting_by_queue(s: Session) -> dict[str, tuple[int, datetime | None]]:
+    """QUEUED operations per queue and the oldest one's acceptance time (index on queue, status)."""
+    rows = s.execute(
+        select(col(Operation.queue), func.count(), func.min(col(Operation.created_at)))
+        .where(col(Operation.status) == OperationStatus.QUEUED.value)
+        .group_by(col(Operation.queue))
+    ).all()
+    return {queue: (int(n), oldest) for queue, n, oldest in rows}
+
+
+def timer_stats(s: Session) -> tuple[dict[str, int], datetime | None]:
+    rows = s.execute(
+        select(col(Timer.kind), func.count(), func.min(col(Timer.due_at)))
+        .where(col(Timer.fired_at).is_(None))
+        .group_by(col(Timer.kind))
+    ).all()
+    counts = {kind: int(n) for kind, n, _ in rows}
+    dues = [as_utc(due) for _, _, due in rows if due is not None]
+    return counts, min(dues) if dues else None
+
+
+def requeue_operation(s: Session, op_id: str, now: datetime) -> Operation | None:
+    """A dead-lettered operation goes back to QUEUED (a failed creation's key back to CREATING)."""
+    op = find_operation(s, op_id)
+    if op is None:
+        return None
+    s.execute(
+        update(Operation)
+        .where(col(Operation.id) == op_id)
+        .values(
+            status=OperationStatus.QUEUED.value,
+            error_code=None,
+            error_message=None,
+            finished_at=None,
+            lease_until=None,
+            sent_at=now,
+            result=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if op.kind == "create_key" and op.key_id:
+        key = find_key(s, op.key_id, for_update=True)
+        if key is not None and key.state == "FAILED":
+            cas_update_key(s, key, now, state="CREATING")
+    s.expire(op)
+    return find_operation(s, op_id)
+
+
+def recent_unfinished_batches(s: Session, limit: int) -> list[Batch]:
+    """Batches of every project that still have work (newest first)."""
+    active = exists().where(
+        and_(col(Operation.batch_id) == col(Batch.id), col(Operation.status).in_(ACTIVE_STATUSES))
+    )
+    stmt = select(Batch).where(active).order_by(col(Batch.seq).desc()).limit(limit)
+    return list(s.execute(stmt).scalars())
+
+
+def set_failure_reason(s: Session, op_id: str, message: str) -> None:
+    s.execute(
+        update(Operation)
+        .where(col(Operation.id) == op_id)
+        .values(error_message=message)
+        .execution_options(synchronize_session=False)
+    )

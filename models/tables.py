@@ -106,6 +106,7 @@ class Operation(SQLModel, table=True):
     attempts: int = Field(default=0)
     request_id: str | None = Field(default=None, max_length=64)
     token_id: str | None = Field(default=None, max_length=36)
+    role: str | None = Field(default=None, max_length=16)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     started_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()

@@ -83,6 +83,7 @@ def new_operation(
         params=params,
         request_id=caller.request_id,
         token_id=caller.token_id,
+        role=caller.role,
         created_at=now,
         sent_at=now,
     )

@@ -9,6 +9,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from kms import logs
 from kms.errors import InternalError, KmsError, NotFound, PayloadTooLarge, ValidationError
 
 logger = logging.getLogger("kms.web")
@@ -43,6 +44,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     incoming = request.headers.get("X-Request-Id", "")
     rid = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
     request[REQUEST_ID] = rid
+    logs.request_id.set(rid)
     try:
         response = await handler(request)
     except KmsError as exc:

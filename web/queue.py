@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
@@ -79,3 +80,124 @@ class Enqueuer:
 
     def close(self) -> None:
         self.broker.close()
+
+
+@dataclass
+class DeadLetter:
+    message_id: str
+    queue: str
+    actor: str
+    operation_id: str | None
+    attempts: int
+    failed_at_ms: int
+
+
+class QueueInspector:
+    """Read-only views of the broker's queues, and the dead-letter moves ops ask for.
+
+    Redis layout (Dramatiq's RedisBroker): ``{ns}:{q}`` ready list, ``{ns}:{q}.msgs``
+    its messages, ``{ns}:{q}.DQ.msgs`` delayed messages, ``{ns}:{q}.XQ`` dead
+    letters (sorted by failure time) with ``{ns}:{q}.XQ.msgs``, and
+    ``{ns}:__heartbeats__`` the workers' last heartbeats.
+    """
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self.broker = broker
+
+    def _redis(self) -> tuple[Any, str] | None:
+        if isinstance(self.broker, RedisBroker):
+            return self.broker.client, self.broker.namespace
+        return None
+
+    def counts(self, queues: Iterable[str]) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        redis_ = self._redis()
+        for q in queues:
+            if redis_ is None:
+                stub_queues = getattr(self.broker, "queues", {})
+                dead = getattr(self.broker, "dead_letters_by_queue", {}).get(q, [])
+                ready = stub_queues[q].qsize() if q in stub_queues else 0
+                delayed = stub_queues[f"{q}.DQ"].qsize() if f"{q}.DQ" in stub_queues else 0
+                out[q] = {"ready": ready, "delayed": delayed, "dead_lettered": len(dead)}
+                continue
+            client, ns = redis_
+            with client.pipeline(transaction=False) as pipe:
+                pipe.llen(f"{ns}:{q}")
+                pipe.hlen(f"{ns}:{q}.DQ.msgs")
+                pipe.zcard(f"{ns}:{q}.XQ")
+                ready, delayed, dead = pipe.execute()
+            out[q] = {"ready": int(ready), "delayed": int(delayed), "dead_lettered": int(dead)}
+        return out
+
+    def workers(self) -> list[tuple[str, int]]:
+        """(broker id, last heartbeat in ms since the epoch) of workers seen recently."""
+        redis_ = self._redis()
+        if redis_ is None:
+            return []
+        client, ns = redis_
+        rows = client.zrange(f"{ns}:__heartbeats__", 0, -1, withscores=True)
+        return [
+            (member.decode() if isinstance(member, bytes) else str(member), int(score))
+            for member, score in rows
+        ]
+
+    def dead_letters(self, queue: str, offset: int, limit: int) -> list[DeadLetter]:
+        redis_ = self._redis()
+        if redis_ is None:
+            proxies = getattr(self.broker, "dead_letters_by_queue", {}).get(queue, [])[
+                offset : offset + limit
+            ]
+            return [self._letter(queue, p.message_id, p._message, 0) for p in proxies]
+        client, ns = redis_
+        rows = client.zrange(f"{ns}:{queue}.XQ", offset, offset + limit - 1, withscores=True)
+        ids = [m.decode() if isinstance(m, bytes) else str(m) for m, _ in rows]
+        data = client.hmget(f"{ns}:{queue}.XQ.msgs", ids) if ids else []
+        letters = []
+        for (redis_id, (_, score)), raw in zip(zip(ids, rows, strict=True), data, strict=True):
+            if raw is None:
+                continue
+            letters.append(self._letter(queue, redis_id, dramatiq.Message.decode(raw), int(score)))
+        return letters
+
+    @staticmethod
+    def _letter(queue: str, message_id: str, message: dramatiq.Message[Any], failed_at_ms: int) -> DeadLetter:
+        args = message.args or ()
+        operation_id = str(args[0]) if args and message.actor_name != "fire_timer" else None
+        return DeadLetter(
+            message_id,
+            queue,
+            message.actor_name,
+            operation_id,
+            int(message.options.get("retries", 0)),
+            failed_at_ms,
+        )
+
+    def take_dead_letter(self, queue: str, message_id: str) -> dramatiq.Message[Any] | None:
+        """Remove one dead letter (atomically: only one caller gets it) and return its message."""
+        redis_ = self._redis()
+        if redis_ is None:
+            letters = getattr(self.broker, "dead_letters_by_queue", {}).get(queue, [])
+            for proxy in list(letters):
+                if proxy.message_id == message_id:
+                    letters.remove(proxy)
+                    return proxy._message  # type: ignore[no-any-return]
+            return None
+        client, ns = redis_
+        raw = client.hget(f"{ns}:{queue}.XQ.msgs", message_id)
+        if raw is None or not client.zrem(f"{ns}:{queue}.XQ", message_id):
+            return None
+        client.hdel(f"{ns}:{queue}.XQ.msgs", message_id)
+        return dramatiq.Message.decode(raw)
+
+    def find_queue_of(self, message_id: str, queues: Iterable[str]) -> str | None:
+        redis_ = self._redis()
+        for q in queues:
+            if redis_ is None:
+                if any(
+                    p.message_id == message_id
+                    for p in getattr(self.broker, "dead_letters_by_queue", {}).get(q, [])
+                ):
+                    return q
+            elif redis_[0].zscore(f"{redis_[1]}:{q}.XQ", message_id) is not None:
+                return q
+        return None

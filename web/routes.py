@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from web.handlers import batches, crypto, health, imports, keys, managed, operations
+from web.handlers import batches, crypto, health, imports, keys, managed, operations, ops
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class Route:
     roles: tuple[str, ...] = ("member", "admin")
     accepts: bool = False  # answers 202 with an operation
 
+
+ADMIN = ("admin",)
 
 ROUTES: list[Route] = [
     Route("GET", "/healthz", health.healthz, "Process is up", roles=()),
@@ -109,6 +111,29 @@ ROUTES: list[Route] = [
         operations.get_operation,
         "Show an operation (Prefer: wait=N waits for it)",
         roles=("member", "admin", "service"),
+    ),
+    Route("GET", "/v1/ops/queues", ops.get_queues, "Queues, workers and timers", roles=ADMIN),
+    Route("GET", "/v1/ops/dead-letters", ops.list_dead_letters, "Dead-lettered messages", roles=ADMIN),
+    Route(
+        "POST",
+        "/v1/ops/dead-letters/{message_id}/requeue",
+        ops.requeue_dead_letter,
+        "Requeue a dead letter (its operation runs again)",
+        roles=ADMIN,
+    ),
+    Route(
+        "DELETE",
+        "/v1/ops/dead-letters/{message_id}",
+        ops.delete_dead_letter,
+        "Delete a dead letter (its operation ends FAILED)",
+        roles=ADMIN,
+    ),
+    Route(
+        "GET",
+        "/v1/ops/batches",
+        ops.list_unfinished_batches,
+        "Batches in progress, all projects",
+        roles=ADMIN,
     ),
 ]
 

@@ -33,9 +33,11 @@ def middleware() -> list[dramatiq.Middleware]:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
+        # after_* hooks run in reverse order: OperationFailures must come before
+        # Retries here so that it sees the message Retries has just failed.
+        OperationFailures(),
         Retries(max_retries=8, min_backoff=200, max_backoff=10_000),
         CurrentMessage(),
-        OperationFailures(),
     ]
 
 

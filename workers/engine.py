@@ -23,6 +23,7 @@ from typing import Any
 import dramatiq
 from sqlmodel import Session
 
+from kms import logs
 from kms.clock import as_utc, rfc3339
 from kms.commands import DEFAULT_PENDING_WINDOW_DAYS, OperationStatus, TimerKind, needs_keygen, route_for
 from kms.crypto.envelope import material_context
@@ -51,12 +52,19 @@ class DrainResult:
 # --- entry points (called by actors) ------------------------------------------------
 
 
+def _in_context(op: Operation) -> None:
+    """Log lines of this thread now name the operation and the request that made it."""
+    logs.operation_id.set(op.id)
+    logs.request_id.set(op.request_id)
+
+
 def run_operation(op_id: str) -> None:
     rt = runtime()
     with rt.db.read() as s:
         op = repo.find_operation(s, op_id)
     if op is None or OperationStatus(op.status).is_final or op.key_id is None:
         return
+    _in_context(op)
     prepared: dict[str, Any] = {}
     if _needs_preparation(op):
         try:
@@ -203,6 +211,7 @@ def _fail_prepared(rt: Runtime, op: Operation, exc: KmsError) -> None:
             outcome=f"FAILED:{exc.code}",
             key_id=op.key_id,
             token_id=op.token_id,
+            role=op.role,
             operation_id=op.id,
             request_id=op.request_id,
         )
@@ -242,6 +251,7 @@ def _apply_one(
             outcome=f"FAILED:{exc.code}",
             key_id=op.key_id,
             token_id=op.token_id,
+            role=op.role,
             operation_id=op.id,
             request_id=op.request_id,
         )
@@ -262,6 +272,7 @@ def _apply_one(
         outcome="SUCCEEDED",
         key_id=op.key_id,
         token_id=op.token_id,
+        role=op.role,
         operation_id=op.id,
         request_id=op.request_id,
     )
@@ -371,6 +382,7 @@ def run_create(op_id: str) -> None:
         op = repo.find_operation(s, op_id)
     if op is None or op.key_id is None:
         return
+    _in_context(op)
     if _needs_preparation(op):
         run_operation(op_id)
         return
@@ -431,6 +443,7 @@ def create_in_bulk(rt: Runtime, trigger: Operation) -> tuple[int, bool]:
                     "at": now,
                     "project": op.project,
                     "token_id": op.token_id,
+                    "role": op.role,
                     "action": op.kind,
                     "key_id": op.key_id,
                     "outcome": "SUCCEEDED",

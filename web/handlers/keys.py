@@ -78,6 +78,7 @@ def key_writer(
                 params=params,
                 request_id=caller.request_id,
                 token_id=caller.token_id,
+                role=caller.role,
                 created_at=now,
                 sent_at=now,
             ),
