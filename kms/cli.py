@@ -15,6 +15,7 @@ import base64
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -184,6 +185,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["KMS_ROOT_KEY_FILE"] = str(settings.generated_root_key_path.resolve())
     upgrade(settings.database_url)
     tokens_path = write_first_tokens(settings)
+    # one directory of metric files for all our processes (web serves them at /metrics)
+    metrics_dir = (settings.data_dir / "metrics").resolve()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     return serve(
         data_dir=settings.data_dir,
         host=settings.host,

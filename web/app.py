@@ -10,6 +10,7 @@ from web.batcher import AcceptBatcher
 from web.context import SERVICES, Services
 from web.handlers.common import BATCHER, LIMITS
 from web.limits import Limits
+from web.metrics import metrics_middleware
 from web.middleware import errors_middleware
 from web.routes import add_routes
 
@@ -18,7 +19,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(svc: Services) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware], client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = svc
     app[BATCHER] = AcceptBatcher(svc)
     app[LIMITS] = Limits(svc)

@@ -139,8 +139,10 @@ ROUTES: list[Route] = [
 
 
 def add_routes(app: web.Application) -> None:
+    from web.metrics import metrics_handler
     from web.openapi import openapi_handler
 
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     app.router.add_get("/v1/openapi.json", openapi_handler)
+    app.router.add_get("/metrics", metrics_handler)

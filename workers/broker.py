@@ -18,6 +18,7 @@ from dramatiq.middleware import (
 )
 
 from workers.failures import OperationFailures
+from workers.metrics import MessageMetrics
 
 #: Workers count as dead after this long without a heartbeat; their
 #: unacknowledged messages then go back on the queue (DESIGN §4: within a minute).
@@ -35,6 +36,7 @@ def middleware() -> list[dramatiq.Middleware]:
         Pipelines(),
         # after_* hooks run in reverse order: OperationFailures must come before
         # Retries here so that it sees the message Retries has just failed.
+        MessageMetrics(),
         OperationFailures(),
         Retries(max_retries=8, min_backoff=200, max_backoff=10_000),
         CurrentMessage(),

@@ -33,6 +33,7 @@ from kms.lifecycle import Command, KeyState, MaterialState, created_state, plan
 from kms.specs import KeySpec, Origin
 from models import repo
 from models.tables import Key, Operation
+from workers import metrics
 from workers.runtime import Runtime, runtime
 
 logger = logging.getLogger("kms.workers")
@@ -50,6 +51,10 @@ class DrainResult:
 
 
 # --- entry points (called by actors) ------------------------------------------------
+
+
+def _age(op: Operation, now: datetime) -> float:
+    return (now - as_utc(op.created_at)).total_seconds()
 
 
 def _in_context(op: Operation) -> None:
@@ -108,6 +113,7 @@ def fail_after_retries(actor_name: str, args: tuple[Any, ...], error_name: str) 
         op = repo.find_operation(s, str(args[0]))
         if op is None or OperationStatus(op.status).is_final:
             return
+        metrics.operation_finished(op.kind, "FAILED", _age(op, now))
         repo.finish_operation(
             s,
             op.id,
@@ -202,6 +208,7 @@ def _fail_prepared(rt: Runtime, op: Operation, exc: KmsError) -> None:
         repo.finish_operation(
             s, op.id, now, status=OperationStatus.FAILED, error_code=exc.code, error_message=exc.message
         )
+        metrics.operation_finished(op.kind, "FAILED", _age(op, now))
         repo.delete_import_payload(s, op.id)
         repo.audit(
             s,
@@ -243,6 +250,7 @@ def _apply_one(
             error_message=exc.message,
             only_if_running=False,
         )
+        metrics.operation_finished(op.kind, "FAILED", _age(op, now))
         repo.audit(
             s,
             now=now,
@@ -264,6 +272,7 @@ def _apply_one(
     repo.finish_operation(
         s, op.id, now, status=OperationStatus.SUCCEEDED, result=result, only_if_running=False
     )
+    metrics.operation_finished(op.kind, "SUCCEEDED", _age(op, now))
     repo.audit(
         s,
         now=now,
@@ -452,6 +461,8 @@ def create_in_bulk(rt: Runtime, trigger: Operation) -> tuple[int, bool]:
                 }
             )
         repo.apply_bulk_creation(s, materials=materials, keys=key_rows, operations=op_rows, audits=audits)
+        for op in done:
+            metrics.operation_finished(op.kind, "SUCCEEDED", _age(op, now))
     if done:
         logger.info("created %d keys in one transaction", len(done))
     return len(done), trigger_done

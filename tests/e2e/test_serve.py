@@ -407,3 +407,27 @@ async def test_ten_concurrent_batches_and_another_project(serve_factory: Any) ->
         assert counts == {"ACTIVE": 10_000}
         _, theirs = await call(session, served, "GET", "/v1/keys", other)
         assert [k["name"] for k in theirs["keys"]] == ["meanwhile"]
+
+
+async def test_ops_views_and_metrics_under_serve(serve_factory: Any, service_env: dict[str, str]) -> None:
+    served = serve_factory(service_env)
+    async with aiohttp.ClientSession() as session:
+        status, answer = await call(
+            session,
+            served,
+            "POST",
+            "/v1/keys",
+            json={"name": "m", "key_spec": "AES_256"},
+            headers={"Prefer": "wait=10"},
+        )
+        assert status == 200
+        status, view = await call(session, served, "GET", "/v1/ops/queues", served.admin)
+        assert status == 200 and any(w["alive"] for w in view["workers"]), view
+        status, err = await call(session, served, "GET", "/v1/ops/queues")  # member token
+        assert status == 403
+        async with session.get(served.url + "/metrics") as resp:
+            text = await resp.text()
+        # the workers' own metrics, from their processes (multiprocess mode)
+        assert "dramatiq_messages_total{" in text and 'actor_name="create_key"' in text
+        assert 'kms_operations_total{kind="create_key",status="SUCCEEDED"}' in text
+        assert 'kms_keys{state="ACTIVE"} 1.0' in text
