@@ -954,3 +954,46 @@ def set_failure_reason(s: Session, op_id: str, message: str) -> None:
         .values(error_message=message)
         .execution_options(synchronize_session=False)
     )
+
+
+def add_audit_rows(s: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        s.execute(insert(AuditEvent), rows)
+
+
+def list_audit(
+    s: Session, project: str, *, key_id: str | None, action: str | None, limit: int, cursor: str | None
+) -> tuple[list[AuditEvent], str | None]:
+    """Newest first by the time of the event, keyset-paginated on (at, id)."""
+    stmt = select(AuditEvent).where(col(AuditEvent.project) == project)
+    if key_id:
+        stmt = stmt.where(col(AuditEvent.key_id) == key_id)
+    if action:
+        stmt = stmt.where(col(AuditEvent.action) == action)
+    if cursor:
+        at, last = decode_cursor(cursor, 2)
+        stmt = stmt.where(
+            tuple_(col(AuditEvent.at), col(AuditEvent.id)) < tuple_(datetime.fromisoformat(at), int(last))
+        )
+    order = (col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
+    rows = list(s.execute(stmt.order_by(*order).limit(limit + 1)).scalars())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor([as_utc(rows[-1].at).isoformat(), rows[-1].id])
+    return rows, next_cursor
+
+
+def audit_to_dict(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": rfc3339(event.at),
+        "project": event.project,
+        "token_id": event.token_id,
+        "role": event.role,
+        "action": event.action,
+        "key_id": event.key_id,
+        "outcome": event.outcome,
+        "request_id": event.request_id,
+        "operation_id": event.operation_id,
+    }

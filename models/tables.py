@@ -137,6 +137,8 @@ class AuditEvent(SQLModel, table=True):
     __table_args__ = (
         Index("ix_audit_project_id", "project", "id"),
         Index("ix_audit_key", "key_id", "id"),
+        Index("ix_audit_project_at", "project", "at", "id"),
+        Index("ix_audit_key_at", "key_id", "at", "id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

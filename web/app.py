@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from web.audit import AuditBuffer
 from web.batcher import AcceptBatcher
 from web.context import SERVICES, Services
-from web.handlers.common import BATCHER, LIMITS
+from web.handlers.common import AUDIT, BATCHER, LIMITS
 from web.limits import Limits
 from web.metrics import metrics_middleware
 from web.middleware import errors_middleware
@@ -23,6 +24,7 @@ def create_app(svc: Services) -> web.Application:
     app[SERVICES] = svc
     app[BATCHER] = AcceptBatcher(svc)
     app[LIMITS] = Limits(svc)
+    app[AUDIT] = AuditBuffer(svc)
     add_routes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -32,4 +34,5 @@ def create_app(svc: Services) -> web.Application:
         svc.db.dispose()
 
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(app[AUDIT].run)  # after resources: flushed before they close
     return app

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from web.handlers import batches, crypto, health, imports, keys, managed, operations, ops
+from web.handlers import audit, batches, crypto, health, imports, keys, managed, operations, ops
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,7 @@ ROUTES: list[Route] = [
         "Show an operation (Prefer: wait=N waits for it)",
         roles=("member", "admin", "service"),
     ),
+    Route("GET", "/v1/audit", audit.list_audit, "The project's audit trail (key_id, action filters)"),
     Route("GET", "/v1/ops/queues", ops.get_queues, "Queues, workers and timers", roles=ADMIN),
     Route("GET", "/v1/ops/dead-letters", ops.list_dead_letters, "Dead-lettered messages", roles=ADMIN),
     Route(

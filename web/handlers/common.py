@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from models.repo import Principal
+from web.audit import AuditBuffer
 from web.batcher import AcceptBatcher
 from web.commands import Accepted, Caller, Submission, Writer, describe_operation
 from web.context import services
@@ -17,6 +18,7 @@ from web.middleware import request_id
 RETRY_AFTER_S = "1"
 BATCHER = web.AppKey("batcher", AcceptBatcher)
 LIMITS = web.AppKey("limits", Limits)
+AUDIT = web.AppKey("audit", AuditBuffer)
 
 
 def caller_of(request: web.Request, principal: Principal, project: str | None = None) -> Caller:

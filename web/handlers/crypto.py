@@ -16,13 +16,15 @@ from aiohttp import web
 
 from kms import validation
 from kms.crypto.usage import LoadedKey, parse_ciphertext_header, parse_message_type, parse_signing_algorithm
-from kms.errors import InvalidCiphertext, UnsupportedOperation, ValidationError
+from kms.errors import InvalidCiphertext, KmsError, UnsupportedOperation, ValidationError
 from kms.specs import KeyType
 from web.auth import require
 from web.context import services
+from web.handlers.common import AUDIT
 from web.handlers.keys import MEMBER
 from web.http import json_body
 from web.keycache import KeyCache
+from web.middleware import request_id
 
 CACHE = KeyCache()
 
@@ -58,9 +60,25 @@ async def _use(
     svc = services(request)
     key_id = request.match_info["key_id"]
 
+    audit = request.app[AUDIT]
+    event = {
+        "project": principal.project,
+        "token_id": principal.token_id,
+        "role": principal.role,
+        "action": request.path.rsplit("/", 1)[-1],
+        "key_id": key_id,
+        "request_id": request_id(request),
+    }
+
     def run() -> dict[str, Any]:
-        key = CACHE.usable(svc, principal.project, key_id)
-        return {"key_id": key_id, **work(key, body)}
+        try:
+            key = CACHE.usable(svc, principal.project, key_id)
+            answer = {"key_id": key_id, **work(key, body)}
+        except KmsError as exc:
+            audit.record(**event, outcome=f"FAILED:{exc.code}")
+            raise
+        audit.record(**event, outcome="SUCCEEDED")
+        return answer
 
     return web.json_response(await svc.run(run))
 

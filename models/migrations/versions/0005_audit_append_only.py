@@ -29,6 +29,9 @@ _POSTGRES = [
 def upgrade() -> None:
     with op.batch_alter_table("operations", schema=None) as batch_op:
         batch_op.add_column(sa.Column("role", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True))
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.create_index("ix_audit_project_at", ["project", "at", "id"], unique=False)
+        batch_op.create_index("ix_audit_key_at", ["key_id", "at", "id"], unique=False)
     for statement in _POSTGRES if op.get_bind().dialect.name == "postgresql" else _SQLITE:
         op.execute(statement)
 
@@ -40,5 +43,8 @@ def downgrade() -> None:
     else:
         op.execute("DROP TRIGGER audit_events_no_update")
         op.execute("DROP TRIGGER audit_events_no_delete")
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_audit_key_at")
+        batch_op.drop_index("ix_audit_project_at")
     with op.batch_alter_table("operations", schema=None) as batch_op:
         batch_op.drop_column("role")
