@@ -153,6 +153,51 @@ async def op_status(kms: KmsClient, args: argparse.Namespace) -> int:
     return 1 if op["status"] == "FAILED" else 0
 
 
+async def ops_queues(kms: KmsClient, args: argparse.Namespace) -> int:
+    view = await kms.request("GET", "/v1/ops/queues")
+    if args.json:
+        print(json.dumps(view, indent=2))
+        return 0
+    print(f"{'QUEUE':10} {'READY':>8} {'DELAYED':>8} {'DEAD':>6} {'OLDEST(s)':>10}")
+    for q in view["queues"]:
+        age = "" if q["oldest_ready_age_s"] is None else f"{q['oldest_ready_age_s']:.1f}"
+        print(f"{q['name']:10} {q['ready']:>8} {q['delayed']:>8} {q['dead_lettered']:>6} {age:>10}")
+    alive = [w for w in view["workers"] if w["alive"]]
+    print(f"workers: {len(alive)} alive of {len(view['workers'])} seen")
+    timers = view["timers"]
+    print(
+        f"timers: {timers['pending_deletions']} deletions, {timers['material_expiries']} material expiries, "
+        f"next {timers['next_deadline'] or '-'}"
+    )
+    return 0
+
+
+async def ops_dead_letters(kms: KmsClient, args: argparse.Namespace) -> int:
+    params = {"queue": args.queue} if args.queue else {}
+    letters = (await kms.request("GET", "/v1/ops/dead-letters", params=params))["dead_letters"]
+    if args.json:
+        print(json.dumps(letters, indent=2))
+        return 0
+    for d in letters:
+        error = d["error"] or {}
+        print(
+            f"{d['message_id']}  {d['queue']:9} {d['actor']:18} op {d['operation_id'] or '-'}  "
+            f"key {d['key_id'] or '-'}  {error.get('code') or ''}  "
+            f"attempts {d['attempts']}  {d['failed_at'] or ''}"
+        )
+    print(f"{len(letters)} dead letters", file=sys.stderr)
+    return 0
+
+
+async def ops_requeue(kms: KmsClient, args: argparse.Namespace) -> int:
+    done = await kms.request("POST", f"/v1/ops/dead-letters/{args.message_id}/requeue")
+    print(
+        f"requeued {done['message_id']} on {done['queue']}"
+        + (f" (operation {done['operation_id']})" if done.get("operation_id") else "")
+    )
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     keys = sub.add_parser("keys", help="manage keys over HTTP (KMS_URL, KMS_TOKEN)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -180,6 +225,19 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("batch_id")
     p.add_argument("--watch", action="store_true", help="until it is done")
     p.set_defaults(client=batch_status)
+
+    ops = sub.add_parser("ops", help="for the ops team (admin token)")
+    ops_sub = ops.add_subparsers(dest="ops_command", required=True)
+    p = ops_sub.add_parser("queues", help="queues, workers and timers")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(client=ops_queues)
+    p = ops_sub.add_parser("dead-letters", help="dead-lettered messages")
+    p.add_argument("--queue", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(client=ops_dead_letters)
+    p = ops_sub.add_parser("requeue", help="requeue a dead letter")
+    p.add_argument("message_id")
+    p.set_defaults(client=ops_requeue)
 
     op = sub.add_parser("op", help="operations")
     op_sub = op.add_subparsers(dest="op_command", required=True)

@@ -431,3 +431,28 @@ async def test_ops_views_and_metrics_under_serve(serve_factory: Any, service_env
         assert "dramatiq_messages_total{" in text and 'actor_name="create_key"' in text
         assert 'kms_operations_total{kind="create_key",status="SUCCEEDED"}' in text
         assert 'kms_keys{state="ACTIVE"} 1.0' in text
+    env = {**served.env, "KMS_URL": served.url, "KMS_TOKEN": served.admin}
+    done = subprocess.run(
+        [sys.executable, "-m", "kms.cli", "ops", "queues"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "create" in done.stdout and "workers:" in done.stdout, done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "kms.cli", "ops", "dead-letters", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "[]"
+    done = subprocess.run(
+        [sys.executable, "-m", "kms.cli", "ops", "requeue", "no-such-message"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "NotFound" in done.stderr
