@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from web.handlers import audit, batches, crypto, health, imports, keys, managed, operations, ops
+from web.handlers import audit, batches, crypto, health, imports, keys, managed, operations, ops, ops_page
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ ADMIN = ("admin",)
 ROUTES: list[Route] = [
     Route("GET", "/healthz", health.healthz, "Process is up", roles=()),
     Route("GET", "/readyz", health.readyz, "Database and Redis reachable", roles=()),
+    Route("GET", "/ops", ops_page.ops_page, "The on-call page (asks for an admin token)", roles=()),
     Route("POST", "/v1/keys", keys.create_key, "Create a customer-managed key", accepts=True),
     Route(
         "GET",
