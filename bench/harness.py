@@ -5,6 +5,8 @@
   port, waits for ``/readyz``, reads the member token and stops it with SIGTERM.
 * :class:`BaselineServer` runs :mod:`bench.baseline_server`, a trivial aiohttp
   handler, in its own process: the HTTP ceiling the front door is compared with.
+* :class:`MotoServer` runs moto's AWS mock server (``moto[server]``, the ``bench``
+  extra) as another service's KMS to compare with.
 """
 
 from __future__ import annotations
@@ -57,6 +59,28 @@ def http_ok(url: str, timeout_s: float = 2.0) -> bool:
             return bool(resp.status == 200)
     except (OSError, urllib.error.URLError):
         return False
+
+
+def call_json(
+    url: str, body: object, headers: dict[str, str] | None = None, timeout_s: float = 10.0
+) -> tuple[int, dict[str, object]]:
+    """One JSON POST outside the measured runs (set-up and checks): (status, answer)."""
+    request = urllib.request.Request(  # noqa: S310 (loopback only)
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:  # noqa: S310 (loopback only)
+            status, raw = int(resp.status), resp.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        answer = json.loads(raw) if raw else {}
+    except ValueError:
+        answer = {"raw": raw[:200].decode(errors="replace")}
+    return status, answer if isinstance(answer, dict) else {"value": answer}
 
 
 def _kms_argv() -> list[str]:
@@ -296,3 +320,96 @@ class BaselineServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class MotoServer:
+    """moto's server (``python -m moto.server``) on loopback in a subprocess, its log in a
+    temporary file. Its KMS speaks the AWS JSON protocol: ``POST /`` with ``X-Amz-Target``."""
+
+    #: moto checks no signature; it only reads the region and access key from this header.
+    AUTHORIZATION = (
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kms/aws4_request, "
+        "SignedHeaders=host, Signature=x"
+    )
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.base_url = f"http://{HOST}:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.dir = Path(tempfile.mkdtemp(prefix="kms-bench-moto-"))
+        self.log_path = self.dir / "moto.log"
+        self._log: IO[bytes] | None = None
+        self.startup_s = 0.0
+
+    @staticmethod
+    def available() -> bool:
+        import importlib.util
+
+        return importlib.util.find_spec("moto") is not None and importlib.util.find_spec("flask") is not None
+
+    def headers(self, target: str) -> dict[str, str]:
+        return {
+            "X-Amz-Target": f"TrentService.{target}",
+            "Content-Type": "application/x-amz-json-1.1",
+            "Authorization": self.AUTHORIZATION,
+        }
+
+    def call(self, target: str, body: dict[str, object], timeout_s: float = 10.0) -> dict[str, object]:
+        """One KMS call (outside the measured runs); raises :class:`HarnessError` unless 200."""
+        status, answer = call_json(f"{self.base_url}/", body, self.headers(target), timeout_s)
+        if status != 200:
+            raise HarnessError(f"moto {target} answered {status}: {str(answer)[:300]}")
+        return answer
+
+    def start(self) -> MotoServer:
+        if not self.available():
+            raise HarnessError(
+                "moto is not installed: pip install -e '.[bench]' (or pip install 'moto[server]')"
+            )
+        started = time.perf_counter()
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update({"AWS_DEFAULT_REGION": "us-east-1", "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
+            cwd=self.dir,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise HarnessError(f"moto exited with code {self.proc.returncode}:\n{_tail(self.log_path)}")
+            try:
+                self.call("ListKeys", {}, timeout_s=2.0)
+            except (OSError, HarnessError):
+                time.sleep(0.1)
+                continue
+            self.startup_s = time.perf_counter() - started
+            return self
+        self.stop()
+        raise HarnessError(f"moto was not ready within {START_TIMEOUT_S:.0f}s:\n{_tail(self.log_path)}")
+
+    def cpu_by_part(self) -> dict[str, float]:
+        totals = {"moto": sum(cpu_seconds(pid) for pid in process_tree(self.proc.pid))} if self.proc else {}
+        totals[MACHINE] = machine_busy_seconds()
+        return totals
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_process(self.proc, 10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> MotoServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

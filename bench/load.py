@@ -8,10 +8,11 @@ bounded total request count and a time cap. Latency is measured with
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -82,18 +83,30 @@ def new_session(concurrency: int) -> aiohttp.ClientSession:
 
 async def run_load(
     session: aiohttp.ClientSession,
-    url: str,
+    url: str | Callable[[int], str],
     *,
-    token: str,
+    token: str | None,
     body: Callable[[int], dict[str, Any]],
     total: int,
     concurrency: int,
     time_cap_s: float,
     collect_ids: bool = False,
+    headers: Mapping[str, str] | None = None,
+    content_type: str = "application/json",
+    on_ok: Callable[[int, bytes], None] | None = None,
 ) -> LoadResult:
-    """POST ``body(i)`` for i in range(total) from ``concurrency`` clients, stopping early at the cap."""
+    """POST ``body(i)`` (as JSON) to ``url`` (or ``url(i)``) for i in range(total) from
+    ``concurrency`` clients, stopping early at the cap. ``token`` is sent as a bearer token
+    (None: no ``Authorization`` unless ``headers`` has one); ``on_ok(i, payload)`` sees
+    every 2xx answer."""
     result = LoadResult(requested=total, concurrency=concurrency)
-    headers = {"Authorization": f"Bearer {token}"}
+    sent_headers = {"Content-Type": content_type, **(headers or {})}
+    if token is not None:
+        sent_headers["Authorization"] = f"Bearer {token}"
+
+    def url_of(i: int) -> str:
+        return url(i) if callable(url) else url
+
     next_index = 0
     started = time.perf_counter()
     deadline = started + time_cap_s
@@ -110,7 +123,8 @@ async def run_load(
             next_index += 1
             sent = time.perf_counter()
             try:
-                async with session.post(url, json=body(i), headers=headers) as resp:
+                data = json.dumps(body(i)).encode()
+                async with session.post(url_of(i), data=data, headers=sent_headers) as resp:
                     payload = await resp.read()
                     status: int | str = resp.status
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -122,6 +136,8 @@ async def run_load(
                 result.latencies_s.append(latency)
                 if collect_ids:
                     result.operation_ids.append(_operation_id(payload))
+                if on_ok is not None:
+                    on_ok(i, payload)
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
     result.elapsed_s = time.perf_counter() - started
@@ -129,8 +145,6 @@ async def run_load(
 
 
 def _operation_id(payload: bytes) -> str:
-    import json
-
     try:
         return str(json.loads(payload)["operation"]["id"])
     except (ValueError, KeyError, TypeError):
@@ -170,22 +184,29 @@ async def _get_json(session: aiohttp.ClientSession, url: str, token: str) -> dic
         return data
 
 
-async def _any_with_status(session: aiohttp.ClientSession, base: str, token: str, status: str) -> bool:
-    data = await _get_json(session, f"{base}/v1/operations?status={status}&limit=1", token)
+def _kind_query(kind: str | None) -> str:
+    return f"&kind={kind}" if kind else ""
+
+
+async def _any_with_status(
+    session: aiohttp.ClientSession, base: str, token: str, status: str, kind: str | None = None
+) -> bool:
+    data = await _get_json(session, f"{base}/v1/operations?status={status}&limit=1{_kind_query(kind)}", token)
     return bool(data.get("operations"))
 
 
 async def count_final(
-    session: aiohttp.ClientSession, base: str, token: str, max_pages: int = 50
+    session: aiohttp.ClientSession, base: str, token: str, max_pages: int = 50, kind: str | None = None
 ) -> tuple[int, int, float | None, Counter[str]]:
-    """Page through SUCCEEDED and FAILED operations: (succeeded, failed, last finished_at, codes)."""
+    """Page through SUCCEEDED and FAILED operations (of ``kind``, or all):
+    (succeeded, failed, last finished_at, codes)."""
     counts = {"SUCCEEDED": 0, "FAILED": 0}
     last: float | None = None
     codes: Counter[str] = Counter()
     for status in counts:
         cursor: str | None = None
         for _ in range(max_pages):
-            url = f"{base}/v1/operations?status={status}&limit=1000"
+            url = f"{base}/v1/operations?status={status}&limit=1000{_kind_query(kind)}"
             if cursor:
                 url += f"&cursor={cursor}"
             data = await _get_json(session, url, token)
@@ -228,22 +249,24 @@ async def wait_until_done(
     expected: int,
     time_cap_s: float,
     poll_interval_s: float,
+    kind: str | None = None,
 ) -> Completion:
     """Poll cheaply (one QUEUED and one RUNNING operation, ``limit=1``) until neither is left,
-    then confirm by counting every finished operation; give up at the time cap."""
+    then confirm by counting every finished operation; give up at the time cap. With
+    ``kind``, only operations of that kind are looked at."""
     deadline = time.perf_counter() + time_cap_s
     polls = 0
     while True:
         polls += 1
         before = time.perf_counter()
-        busy = await _any_with_status(session, base, token, "QUEUED") or await _any_with_status(
-            session, base, token, "RUNNING"
+        busy = await _any_with_status(session, base, token, "QUEUED", kind) or await _any_with_status(
+            session, base, token, "RUNNING", kind
         )
         if not busy:
-            ok, failed, last, codes = await count_final(session, base, token)
+            ok, failed, last, codes = await count_final(session, base, token, kind=kind)
             if ok + failed >= expected:
                 return Completion(True, before, ok, failed, polls, last, codes)
         if time.perf_counter() >= deadline:
-            ok, failed, last, codes = await count_final(session, base, token)
+            ok, failed, last, codes = await count_final(session, base, token, kind=kind)
             return Completion(False, time.perf_counter(), ok, failed, polls, last, codes)
         await asyncio.sleep(poll_interval_s)
