@@ -127,6 +127,12 @@ class Database:
         ):
             yield session
 
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        """A plain read connection (no ORM session) for the hottest reads."""
+        with _translate_outage(), self.read_engine.connect() as connection:
+            yield connection
+
     def ping(self) -> None:
         with self.read() as s:
             s.exec(text("SELECT 1"))  # type: ignore[call-overload]

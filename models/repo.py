@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -997,3 +997,23 @@ def audit_to_dict(event: AuditEvent) -> dict[str, Any]:
         "request_id": event.request_id,
         "operation_id": event.operation_id,
     }
+
+
+#: The columns the use of a key needs, read with one light Core query per use.
+USE_COLUMNS = (
+    Key.__table__.c.state,  # type: ignore[attr-defined]
+    Key.__table__.c.version,  # type: ignore[attr-defined]
+    Key.__table__.c.key_spec,  # type: ignore[attr-defined]
+    Key.__table__.c.key_usage,  # type: ignore[attr-defined]
+    Key.__table__.c.material_state,  # type: ignore[attr-defined]
+    Key.__table__.c.material_version,  # type: ignore[attr-defined]
+)
+_USE_QUERY = select(*USE_COLUMNS).where(
+    Key.__table__.c.id == bindparam("key_id"),  # type: ignore[attr-defined]
+    Key.__table__.c.project == bindparam("project"),  # type: ignore[attr-defined]
+)
+
+
+def key_use_row(connection: Any, project: str, key_id: str) -> Any:
+    """(state, version, spec, usage, material state, material version) or None — no ORM."""
+    return connection.execute(_USE_QUERY, {"key_id": key_id, "project": project}).first()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from kms.crypto.envelope import material_context
 from kms.crypto.usage import LoadedKey, load_key
-from kms.errors import InvalidKeyState, KeyDisabled, NoActiveKeyMaterial
+from kms.errors import InvalidKeyState, KeyDisabled, NoActiveKeyMaterial, NotFound
 from kms.lifecycle import KeyState, MaterialState
 from kms.specs import KeySpec, KeyUsage
 from models import repo
@@ -51,18 +51,14 @@ class KeyCache:
             hit = self._rows.get(key_id)
         if ROW_TTL_S > 0 and hit is not None and hit[0] > now and hit[1].project == project:
             return hit[1]
-        with db.read() as s:
-            key = repo.get_key(s, project, key_id)
-            row = KeyRow(
-                key.id,
-                key.project,
-                key.state,
-                key.version,
-                KeySpec(key.key_spec),
-                KeyUsage(key.key_usage),
-                key.material_state,
-                key.material_version,
-            )
+        with db.connect() as connection:
+            found = repo.key_use_row(connection, project, key_id)
+        if found is None:
+            raise NotFound(f"key {key_id} not found; check the key id (it may have been deleted)")
+        state, version, spec, usage, material_state, material_version = found
+        row = KeyRow(
+            key_id, project, state, version, KeySpec(spec), KeyUsage(usage), material_state, material_version
+        )
         if ROW_TTL_S > 0:
             with self._lock:
                 if len(self._rows) > MAX_ENTRIES:
