@@ -64,13 +64,25 @@ async def import_parameters(request: web.Request) -> web.Response:
     def issue() -> dict[str, Any]:
         now = svc.clock.now()
         valid_to = now + timedelta(seconds=IMPORT_PARAMETERS_VALID_DAYS * svc.settings.day_s)
-        with svc.db.write() as s:
+        audit: dict[str, Any] = {
+            "now": now,
+            "project": caller.project,
+            "action": "get_import_parameters",
+            "outcome": "SUCCEEDED",
+            "key_id": key_id,
+            "token_id": caller.token_id,
+            "role": caller.role,
+            "request_id": caller.request_id,
+        }
+        with svc.db.write() as s:  # one transaction: check, take a pair from the pool, audit
             check_command(s, caller, key_id, Command.IMPORT_MATERIAL)
             wrapping = repo.claim_wrapping_key(
                 s, spec.value, key_id=key_id, now=now, expires_at=valid_to, skip_locked=not svc.db.is_sqlite
             )
             if wrapping is not None:
                 wrapping_id, public_pem = wrapping.id, wrapping.public_pem
+                repo.audit(s, **audit)
+                left = repo.pool_size(s, spec.value)
         if wrapping is None:  # the pool ran dry: make one pair here, slower but correct
             private_der, public_pem = generate_wrapping_key(spec)
             wrapping_id = repo.new_id()
@@ -84,19 +96,10 @@ async def import_parameters(request: web.Request) -> web.Response:
                     sealed_private=svc.keyring.seal(private_der, wrapping_key_context(wrapping_id)),
                 )
                 row.issued_at, row.key_id, row.expires_at = now, key_id, valid_to
-        with svc.db.write() as s:
-            repo.audit(
-                s,
-                now=now,
-                project=caller.project,
-                action="get_import_parameters",
-                outcome="SUCCEEDED",
-                key_id=key_id,
-                token_id=caller.token_id,
-                role=caller.role,
-                request_id=caller.request_id,
-            )
-        svc.queue.send(ROUTE_POOL, spec.value)  # top the pool up again
+                repo.audit(s, **audit)
+            left = 0
+        if left < max(1, svc.settings.wrapping_pool_size // 2):
+            svc.queue.send(ROUTE_POOL, spec.value)  # top the pool up again
         token = issue_import_token(
             svc.keyring.derive(PURPOSE_IMPORT_TOKEN),
             key_id=key_id,
