@@ -1,4 +1,4 @@
-"""``python -m bench [accept] [e2e] [rsa] [import] [crypto]``: run the benchmarks (all
+"""``python -m bench [accept] [e2e] [rsa] [import] [crypto] [batch]``: run the benchmarks (all
 by default) and print a results table: metric, value, baseline measured in the same
 run, ratio, target, met?. Targets are reported, not asserted; the exit code is
 non-zero only if a benchmark could not run.
@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import accept, crypto, e2e, imports, rsa
+from bench import accept, batches, crypto, e2e, imports, rsa
 from bench.options import Options
 from bench.report import Result, print_notes, print_table
 
@@ -22,6 +22,7 @@ BENCHES: dict[str, Callable[[Options], list[Result]]] = {
     rsa.NAME: rsa.run,
     imports.NAME: imports.run,
     crypto.NAME: crypto.run,
+    batches.NAME: batches.run,
 }
 
 
