@@ -71,7 +71,11 @@ def default_usage(spec: KeySpec) -> KeyUsage:
 E = TypeVar("E", bound=StrEnum)
 
 
-def _enum_value(enum: type[E], value: object, field: str) -> E:
+def parse_enum(enum: type[E], value: object, field: str) -> E:
+    """A caller's string (any case, surrounding blanks) as a member of ``enum``, or a
+    ValidationError listing the allowed values."""
+    if isinstance(value, enum):
+        return value
     if not isinstance(value, str):
         raise ValidationError(f"{field} must be a string, one of: {', '.join(enum)}")
     try:
@@ -81,11 +85,11 @@ def _enum_value(enum: type[E], value: object, field: str) -> E:
 
 
 def parse_key_spec(value: object) -> KeySpec:
-    return _enum_value(KeySpec, value, "key_spec")
+    return parse_enum(KeySpec, value, "key_spec")
 
 
 def parse_origin(value: object | None) -> Origin:
-    return Origin.VNGCLOUD if value is None else _enum_value(Origin, value, "origin")
+    return Origin.VNGCLOUD if value is None else parse_enum(Origin, value, "origin")
 
 
 def resolve_key_config(
@@ -93,12 +97,12 @@ def resolve_key_config(
 ) -> tuple[KeySpec, KeyUsage, KeyType]:
     """Validate a (spec, usage, type) triple, filling the defaults of DESIGN §5."""
     spec = parse_key_spec(key_spec)
-    usage = default_usage(spec) if key_usage is None else _enum_value(KeyUsage, key_usage, "key_usage")
+    usage = default_usage(spec) if key_usage is None else parse_enum(KeyUsage, key_usage, "key_usage")
     if usage not in allowed_usages(spec):
         allowed = ", ".join(allowed_usages(spec))
         raise ValidationError(f"key_usage {usage} does not fit key_spec {spec}; use {allowed}")
     if key_type is not None:
-        kind = _enum_value(KeyType, key_type, "key_type")
+        kind = parse_enum(KeyType, key_type, "key_type")
         if kind is not spec.key_type:
             raise ValidationError(f"key_type {kind} does not agree with key_spec {spec} ({spec.key_type})")
     return spec, usage, spec.key_type

@@ -205,23 +205,34 @@ def _fail_prepared(rt: Runtime, op: Operation, exc: KmsError) -> None:
     """Preparation refused the operation: it ends FAILED and nothing else changes."""
     now = rt.clock.now()
     with rt.db.write() as s:
-        repo.finish_operation(
-            s, op.id, now, status=OperationStatus.FAILED, error_code=exc.code, error_message=exc.message
-        )
-        metrics.operation_finished(op.kind, "FAILED", _age(op, now))
+        _record_failure(s, op, exc, now)
         repo.delete_import_payload(s, op.id)
-        repo.audit(
-            s,
-            now=now,
-            project=op.project,
-            action=op.kind,
-            outcome=f"FAILED:{exc.code}",
-            key_id=op.key_id,
-            token_id=op.token_id,
-            role=op.role,
-            operation_id=op.id,
-            request_id=op.request_id,
-        )
+
+
+def _record_failure(s: Session, op: Operation, exc: KmsError, now: datetime) -> None:
+    """The operation ends FAILED with the error's code; metrics, audit and log say so."""
+    repo.finish_operation(
+        s,
+        op.id,
+        now,
+        status=OperationStatus.FAILED,
+        error_code=exc.code,
+        error_message=exc.message,
+        only_if_running=False,
+    )
+    metrics.operation_finished(op.kind, "FAILED", _age(op, now))
+    repo.audit(
+        s,
+        now=now,
+        project=op.project,
+        action=op.kind,
+        outcome=f"FAILED:{exc.code}",
+        key_id=op.key_id,
+        token_id=op.token_id,
+        role=op.role,
+        operation_id=op.id,
+        request_id=op.request_id,
+    )
     logger.info("operation %s %s failed: %s", op.id, op.kind, exc.code)
 
 
@@ -241,33 +252,11 @@ def _apply_one(
         handler = _HANDLERS[command]
         result = handler(rt, s, key, op, now, prepared, out)
     except KmsError as exc:
-        repo.finish_operation(
-            s,
-            op.id,
-            now,
-            status=OperationStatus.FAILED,
-            error_code=exc.code,
-            error_message=exc.message,
-            only_if_running=False,
-        )
-        metrics.operation_finished(op.kind, "FAILED", _age(op, now))
-        repo.audit(
-            s,
-            now=now,
-            project=op.project,
-            action=op.kind,
-            outcome=f"FAILED:{exc.code}",
-            key_id=op.key_id,
-            token_id=op.token_id,
-            role=op.role,
-            operation_id=op.id,
-            request_id=op.request_id,
-        )
+        _record_failure(s, op, exc, now)
         if command is Command.CREATE_KEY and key is not None:
             repo.cas_update_key(s, key, now, state=KeyState.FAILED.value)
         if command is Command.IMPORT_MATERIAL:
             repo.delete_import_payload(s, op.id)
-        logger.info("operation %s %s failed: %s", op.id, op.kind, exc.code)
         return repo.find_key(s, key.id) if key is not None else None
     repo.finish_operation(
         s, op.id, now, status=OperationStatus.SUCCEEDED, result=result, only_if_running=False

@@ -53,7 +53,7 @@ import struct
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -61,7 +61,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kms.errors import InvalidCiphertext, InvalidKeyMaterial, UnsupportedOperation, ValidationError
-from kms.specs import KeySpec, KeyUsage, allowed_usages
+from kms.specs import KeySpec, KeyUsage, allowed_usages, parse_enum
 
 __all__ = [
     "CIPHERTEXT_VERSION",
@@ -176,31 +176,18 @@ def _hash_for(algorithm: SigningAlgorithm) -> hashes.HashAlgorithm:
 
 # --------------------------------------------------------------------- enum parsing
 
-E = TypeVar("E", bound=StrEnum)
-
-
-def _parse_enum(enum: type[E], value: object, field: str) -> E:
-    if isinstance(value, enum):
-        return value
-    if not isinstance(value, str):
-        raise ValidationError(f"{field} must be a string, one of: {', '.join(enum)}")
-    try:
-        return enum(value.strip().upper())
-    except ValueError:
-        raise ValidationError(f"{field} {value!r} is not supported; use one of: {', '.join(enum)}") from None
-
 
 def parse_signing_algorithm(value: object) -> SigningAlgorithm:
-    return _parse_enum(SigningAlgorithm, value, "signing_algorithm")
+    return parse_enum(SigningAlgorithm, value, "signing_algorithm")
 
 
 def parse_message_type(value: object | None) -> MessageType:
     """``None`` means the default, ``RAW``."""
-    return MessageType.RAW if value is None else _parse_enum(MessageType, value, "message_type")
+    return MessageType.RAW if value is None else parse_enum(MessageType, value, "message_type")
 
 
 def parse_encryption_algorithm(value: object) -> EncryptionAlgorithm:
-    return _parse_enum(EncryptionAlgorithm, value, "encryption_algorithm")
+    return parse_enum(EncryptionAlgorithm, value, "encryption_algorithm")
 
 
 # --------------------------------------------------------------------- what a key can do
