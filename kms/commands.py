@@ -93,3 +93,11 @@ WRAPPING_KEY_SPECS = ("RSA_2048", "RSA_3072", "RSA_4096")
 MAX_MATERIAL_EXPIRY_DAYS = 365
 #: Validity of import parameters (wrapping key + token), in (scaled) days.
 IMPORT_PARAMETERS_VALID_DAYS = 1
+
+
+#: Fast creations (AES_256, EXTERNAL) are carried out in bulk: a worker pass takes
+#: up to this many queued ones in one transaction (workers.engine.create_in_bulk).
+BULK_CREATE_LIMIT = 200
+#: Web sends one message per this many fast creations. It must stay below the pass
+#: size: every message makes at least one pass, so the messages cover them all.
+CREATIONS_PER_MESSAGE = BULK_CREATE_LIMIT // 2

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from kms.clock import rfc3339
-from kms.commands import ROUTE_CREATE, OperationStatus, Route, route_for
+from kms.commands import CREATIONS_PER_MESSAGE, ROUTE_CREATE, OperationStatus, Route, route_for
 from kms.errors import KmsError
 from kms.lifecycle import Command, KeyFacts, KeyState, MaterialState, created_state, plan
 from kms.specs import Origin
@@ -141,11 +141,6 @@ def accept_many(svc: Services, submissions: list[Submission]) -> list[Accepted |
         raise
     svc.queue.send_many(messages_for(sent))
     return results
-
-
-#: Fast creations are carried out in bulk (workers.engine.create_in_bulk): one
-#: message per this many of them is enough; the sweep re-sends any left over.
-CREATIONS_PER_MESSAGE = 100
 
 
 def messages_for(ops: list[Operation]) -> list[tuple[Route, tuple[str]]]:

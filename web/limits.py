@@ -66,15 +66,27 @@ class Limits:
                 )
             bucket.tokens -= 1
 
+    def admit_cached(self, project: str, *, new_keys: int, new_operations: int) -> bool:
+        """Quotas from this second's counts, without blocking; False: call :meth:`admit`."""
+        with self._lock:
+            counts = self._counts.get(project)
+        if counts is None or counts.at + COUNT_TTL_S < time.monotonic():
+            return False
+        self._check(project, counts, new_keys, new_operations)
+        return True
+
     def admit(self, project: str, *, new_keys: int, new_operations: int) -> None:
         """Quotas (blocking: reads the database at most once a second per project)."""
-        settings = self._svc.settings
         now = time.monotonic()
         with self._lock:
             counts = self._counts.get(project)
         if counts is None or counts.at + COUNT_TTL_S < now:
             with self._svc.db.read() as s:
                 counts = _Counts(repo.count_keys(s, project), repo.count_in_flight(s, project), now)
+        self._check(project, counts, new_keys, new_operations)
+
+    def _check(self, project: str, counts: _Counts, new_keys: int, new_operations: int) -> None:
+        settings = self._svc.settings
         if counts.keys + new_keys > settings.max_keys_per_project:
             raise RateLimitedAfter(
                 f"project {project} has {counts.keys} keys; the quota is {settings.max_keys_per_project}. "

@@ -25,7 +25,14 @@ from sqlmodel import Session
 
 from kms import logs
 from kms.clock import as_utc, rfc3339
-from kms.commands import DEFAULT_PENDING_WINDOW_DAYS, OperationStatus, TimerKind, needs_keygen, route_for
+from kms.commands import (
+    BULK_CREATE_LIMIT,
+    DEFAULT_PENDING_WINDOW_DAYS,
+    OperationStatus,
+    TimerKind,
+    needs_keygen,
+    route_for,
+)
 from kms.crypto.envelope import material_context
 from kms.crypto.keygen import generate_material
 from kms.errors import KmsError, NotFound
@@ -361,9 +368,6 @@ def register(command: Command, handler: Handler, preparer: Preparer | None = Non
 
 
 # --- bulk creation -----------------------------------------------------------------------
-
-#: Creations (AES_256 generated inline, or EXTERNAL) applied per transaction.
-BULK_CREATE_LIMIT = 200
 
 
 #: Bulk passes one message may make before it leaves the rest to later messages.

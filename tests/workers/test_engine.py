@@ -340,3 +340,11 @@ def test_bulk_creation_is_fair_between_projects(rt: Any) -> None:
         eng.BULK_CREATE_LIMIT = limit
     assert op_of(rt, op_id).status == OperationStatus.SUCCEEDED
     assert [op_of(rt, o).status for o in big].count(OperationStatus.SUCCEEDED) < 30
+
+
+def test_messages_cover_every_fast_creation() -> None:
+    """Web sends one message per CREATIONS_PER_MESSAGE fast creations; each makes a
+    pass of up to BULK_CREATE_LIMIT, so the messages of a batch cover all of it."""
+    from kms.commands import BULK_CREATE_LIMIT, CREATIONS_PER_MESSAGE
+
+    assert 0 < CREATIONS_PER_MESSAGE <= BULK_CREATE_LIMIT

@@ -30,9 +30,10 @@ async def submit(
 ) -> web.Response:
     limits = request.app[LIMITS]
     limits.take(caller.project)
-    await services(request).run(
-        lambda: limits.admit(caller.project, new_keys=int(creates_key), new_operations=1)
-    )
+    if not limits.admit_cached(caller.project, new_keys=int(creates_key), new_operations=1):
+        await services(request).run(
+            lambda: limits.admit(caller.project, new_keys=int(creates_key), new_operations=1)
+        )
     submission = Submission(caller, write, idempotency_key(request), body_hash(request, body))
     accepted = await request.app[BATCHER].submit(submission)
     return await answer(request, caller.project, accepted)
