@@ -625,6 +625,37 @@ def claim_wrapping_key(
     return row
 
 
+def reserve_wrapping_keys(
+    s: Session, spec: str, count: int, *, now: datetime, skip_locked: bool
+) -> list[tuple[str, str]]:
+    """Take up to ``count`` pooled pairs of ``spec`` for one web process to hand out:
+    (id, public PEM). Reserved pairs have ``issued_at`` but no key or expiry yet
+    (:func:`bind_wrapping_keys` records those)."""
+    stmt = (
+        select(col(WrappingKey.id), col(WrappingKey.public_pem))
+        .where(col(WrappingKey.spec) == spec, col(WrappingKey.issued_at).is_(None))
+        .order_by(col(WrappingKey.created_at))
+        .limit(count)
+    )
+    if skip_locked:
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = [(str(i), str(pem)) for i, pem in s.execute(stmt).all()]
+    if rows:
+        s.execute(
+            update(WrappingKey)
+            .where(col(WrappingKey.id).in_([i for i, _ in rows]))
+            .values(issued_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return rows
+
+
+def bind_wrapping_keys(s: Session, bindings: list[dict[str, Any]]) -> None:
+    """[{id, key_id, expires_at}]: which key each handed-out pair went to, until when."""
+    if bindings:
+        s.execute(update(WrappingKey), bindings)
+
+
 def pool_size(s: Session, spec: str) -> int:
     stmt = select(func.count()).where(col(WrappingKey.spec) == spec, col(WrappingKey.issued_at).is_(None))
     return int(s.execute(stmt).scalar_one())
@@ -642,12 +673,18 @@ def get_wrapping_key(s: Session, wrapping_key_id: str) -> WrappingKey | None:
     return s.get(WrappingKey, wrapping_key_id)
 
 
-def destroy_expired_wrapping_keys(s: Session, now: datetime) -> int:
-    result = s.execute(
-        delete(WrappingKey)
-        .where(col(WrappingKey.expires_at) < now)
-        .execution_options(synchronize_session=False)
-    )
+def destroy_expired_wrapping_keys(
+    s: Session, now: datetime, *, unbound_before: datetime | None = None
+) -> int:
+    """Destroy pairs past their validity, and reserved pairs never bound to a key
+    before ``unbound_before`` (their web process stopped before it recorded them)."""
+    expired = col(WrappingKey.expires_at) < now
+    if unbound_before is not None:
+        expired = or_(
+            expired,
+            and_(col(WrappingKey.expires_at).is_(None), col(WrappingKey.issued_at) < unbound_before),
+        )
+    result = s.execute(delete(WrappingKey).where(expired).execution_options(synchronize_session=False))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 

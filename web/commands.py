@@ -89,10 +89,10 @@ def new_operation(
     )
 
 
-def check_command(s: Session, caller: Caller, key_id: str, command: Command) -> Key:
+def check_command(s: Session, caller: Caller, key_id: str, command: Command, *, lock: bool = True) -> Key:
     """Load the key (NotFound for another project's) and refuse at once what the
     lifecycle table refuses against its projected state."""
-    key = repo.get_key(s, caller.project, key_id, for_update=True)
+    key = repo.get_key(s, caller.project, key_id, for_update=lock)
     plan(command, projected_facts(key, repo.pending_operations(s, key_id)), key_id)
     return key
 

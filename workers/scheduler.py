@@ -45,7 +45,9 @@ class SweepReport:
 def _maintain_wrapping_keys(rt: Runtime, broker: dramatiq.Broker, now: datetime) -> tuple[int, int]:
     """Destroy wrapping key pairs past their validity; top up the pools of specs in use."""
     with rt.db.write() as s:
-        destroyed = repo.destroy_expired_wrapping_keys(s, now)
+        destroyed = repo.destroy_expired_wrapping_keys(
+            s, now, unbound_before=now - timedelta(seconds=2 * rt.settings.day_s)
+        )
     refills = 0
     if ready_count(broker, ROUTE_POOL.queue) == 0:
         with rt.db.read() as s:

@@ -14,11 +14,13 @@ from web.context import services
 from web.http import body_hash, idempotency_key, poll_until, prefer_wait
 from web.limits import Limits
 from web.middleware import request_id
+from web.wrapping_pool import WrappingPool
 
 RETRY_AFTER_S = "1"
 BATCHER = web.AppKey("batcher", AcceptBatcher)
 LIMITS = web.AppKey("limits", Limits)
 AUDIT = web.AppKey("audit", AuditBuffer)
+WRAPPING_POOL = web.AppKey("wrapping_pool", WrappingPool)
 
 
 def caller_of(request: web.Request, principal: Principal, project: str | None = None) -> Caller:

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from kms import validation
 from kms.clock import parse_rfc3339, rfc3339
-from kms.commands import IMPORT_PARAMETERS_VALID_DAYS, MAX_MATERIAL_EXPIRY_DAYS, ROUTE_POOL
+from kms.commands import IMPORT_PARAMETERS_VALID_DAYS, MAX_MATERIAL_EXPIRY_DAYS
 from kms.crypto.envelope import PURPOSE_IMPORT_TOKEN, import_payload_context, wrapping_key_context
 from kms.crypto.import_token import issue_import_token, verify_import_token
 from kms.crypto.wrapping import (
@@ -39,7 +39,7 @@ from models.tables import Key, Operation
 from web.auth import require
 from web.commands import Caller, Writer, check_command, new_operation
 from web.context import Services, services
-from web.handlers.common import caller_of, submit
+from web.handlers.common import AUDIT, WRAPPING_POOL, caller_of, submit
 from web.handlers.keys import MEMBER
 from web.http import json_body
 
@@ -61,29 +61,18 @@ async def import_parameters(request: web.Request) -> web.Response:
     key_id = request.match_info["key_id"]
     svc = services(request)
 
+    pool, audit = request.app[WRAPPING_POOL], request.app[AUDIT]
+
     def issue() -> dict[str, Any]:
         now = svc.clock.now()
         valid_to = now + timedelta(seconds=IMPORT_PARAMETERS_VALID_DAYS * svc.settings.day_s)
-        audit: dict[str, Any] = {
-            "now": now,
-            "project": caller.project,
-            "action": "get_import_parameters",
-            "outcome": "SUCCEEDED",
-            "key_id": key_id,
-            "token_id": caller.token_id,
-            "role": caller.role,
-            "request_id": caller.request_id,
-        }
-        with svc.db.write() as s:  # one transaction: check, take a pair from the pool, audit
-            check_command(s, caller, key_id, Command.IMPORT_MATERIAL)
-            wrapping = repo.claim_wrapping_key(
-                s, spec.value, key_id=key_id, now=now, expires_at=valid_to, skip_locked=not svc.db.is_sqlite
-            )
-            if wrapping is not None:
-                wrapping_id, public_pem = wrapping.id, wrapping.public_pem
-                repo.audit(s, **audit)
-                left = repo.pool_size(s, spec.value)
-        if wrapping is None:  # the pool ran dry: make one pair here, slower but correct
+        with svc.db.read() as s:
+            check_command(s, caller, key_id, Command.IMPORT_MATERIAL, lock=False)
+        taken = pool.take(spec.value)
+        if taken is not None:
+            wrapping_id, public_pem = taken
+            pool.bind(wrapping_id, key_id, valid_to)
+        else:  # the pool ran dry: make one pair here, slower but correct
             private_der, public_pem = generate_wrapping_key(spec)
             wrapping_id = repo.new_id()
             with svc.db.write() as s:
@@ -96,10 +85,15 @@ async def import_parameters(request: web.Request) -> web.Response:
                     sealed_private=svc.keyring.seal(private_der, wrapping_key_context(wrapping_id)),
                 )
                 row.issued_at, row.key_id, row.expires_at = now, key_id, valid_to
-                repo.audit(s, **audit)
-            left = 0
-        if left < max(1, svc.settings.wrapping_pool_size // 2):
-            svc.queue.send(ROUTE_POOL, spec.value)  # top the pool up again
+        audit.record(
+            project=caller.project,
+            action="get_import_parameters",
+            outcome="SUCCEEDED",
+            key_id=key_id,
+            token_id=caller.token_id,
+            role=caller.role,
+            request_id=caller.request_id,
+        )
         token = issue_import_token(
             svc.keyring.derive(PURPOSE_IMPORT_TOKEN),
             key_id=key_id,
@@ -202,7 +196,7 @@ def import_writer(
                 "the wrapping key of this import token has expired; download a new wrapping public key "
                 "and import token for this key"
             )
-        if wrapping.key_id != key_id:
+        if wrapping.key_id is not None and wrapping.key_id != key_id:  # (the token binds it too)
             raise InvalidImportToken("the import token was issued for another key")
         params = {
             "wrapping_key_id": wrapping.id,
