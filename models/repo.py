@@ -1054,3 +1054,30 @@ _USE_QUERY = select(*USE_COLUMNS).where(
 def key_use_row(connection: Any, project: str, key_id: str) -> Any:
     """(state, version, spec, usage, material state, material version) or None — no ORM."""
     return connection.execute(_USE_QUERY, {"key_id": key_id, "project": project}).first()
+
+
+_FACTS_QUERY = select(
+    Key.__table__.c.state,  # type: ignore[attr-defined]
+    Key.__table__.c.origin,  # type: ignore[attr-defined]
+    Key.__table__.c.manager,  # type: ignore[attr-defined]
+    Key.__table__.c.material_state,  # type: ignore[attr-defined]
+    exists()
+    .where(
+        Operation.__table__.c.key_id == Key.__table__.c.id,  # type: ignore[attr-defined]
+        Operation.__table__.c.status.in_(ACTIVE_STATUSES),  # type: ignore[attr-defined]
+    )
+    .label("pending"),
+).where(
+    Key.__table__.c.id == bindparam("key_id"),  # type: ignore[attr-defined]
+    Key.__table__.c.project == bindparam("project"),  # type: ignore[attr-defined]
+)
+
+
+def key_facts_light(connection: Any, project: str, key_id: str) -> tuple[KeyFacts, bool] | None:
+    """The key's lifecycle facts and whether commands are pending on it — one Core query."""
+    row = connection.execute(_FACTS_QUERY, {"key_id": key_id, "project": project}).first()
+    if row is None:
+        return None
+    state, origin, manager, material, pending = row
+    facts = KeyFacts(KeyState(state), Origin(origin), Manager(manager), MaterialState(material))
+    return facts, bool(pending)

@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from kms.clock import rfc3339
 from kms.commands import CREATIONS_PER_MESSAGE, ROUTE_CREATE, OperationStatus, Route, route_for
-from kms.errors import KmsError
+from kms.errors import KmsError, NotFound
 from kms.lifecycle import Command, KeyFacts, KeyState, MaterialState, created_state, plan
 from kms.specs import Origin
 from models import repo
@@ -99,6 +99,21 @@ def check_command(s: Session, caller: Caller, key_id: str, command: Command, *, 
 
 #: Adds an operation (and any rows) and returns it with its key. A writer raises
 #: before it adds anything, so a refusal leaves the shared transaction clean.
+def check_command_quickly(svc: Services, caller: Caller, key_id: str, command: Command) -> None:
+    """:func:`check_command` for a read-only path: one light query when no command is
+    pending on the key (the usual case), the full projection otherwise."""
+    with svc.db.connect() as connection:
+        found = repo.key_facts_light(connection, caller.project, key_id)
+    if found is None:
+        raise NotFound(f"key {key_id} not found; check the key id (it may have been deleted)")
+    facts, pending = found
+    if not pending:
+        plan(command, facts, key_id)
+        return
+    with svc.db.read() as s:
+        check_command(s, caller, key_id, command, lock=False)
+
+
 Writer = Callable[[Session, datetime], tuple[Operation, Key | None]]
 
 

@@ -37,7 +37,7 @@ from kms.lifecycle import Command
 from models import repo
 from models.tables import Key, Operation
 from web.auth import require
-from web.commands import Caller, Writer, check_command, new_operation
+from web.commands import Caller, Writer, check_command, check_command_quickly, new_operation
 from web.context import Services, services
 from web.handlers.common import AUDIT, WRAPPING_POOL, caller_of, submit
 from web.handlers.keys import MEMBER
@@ -66,8 +66,7 @@ async def import_parameters(request: web.Request) -> web.Response:
     def issue() -> dict[str, Any]:
         now = svc.clock.now()
         valid_to = now + timedelta(seconds=IMPORT_PARAMETERS_VALID_DAYS * svc.settings.day_s)
-        with svc.db.read() as s:
-            check_command(s, caller, key_id, Command.IMPORT_MATERIAL, lock=False)
+        check_command_quickly(svc, caller, key_id, Command.IMPORT_MATERIAL)
         taken = pool.take(spec.value)
         if taken is not None:
             wrapping_id, public_pem = taken
