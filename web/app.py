@@ -37,5 +37,5 @@ def create_app(svc: Services) -> web.Application:
 
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(app[AUDIT].run)  # after resources: flushed before they close
-    app.cleanup_ctx.append(app[WRAPPING_POOL].run)
+    app.cleanup_ctx.append(app[WRAPPING_POOL].bindings.run)
     return app

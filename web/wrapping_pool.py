@@ -10,34 +10,26 @@ days after their reservation (a process that stopped before recording them).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
-
-from aiohttp import web
 
 from kms.commands import ROUTE_POOL
 from models import repo
+from web.buffered import BufferedWriter
 from web.context import Services
 
-logger = logging.getLogger("kms.web")
-
 RESERVE_GROUP = 32
-FLUSH_INTERVAL_S = 0.5
 
 
 class WrappingPool:
     def __init__(self, svc: Services) -> None:
         self._svc = svc
         self._reserved: dict[str, deque[tuple[float, str, str]]] = {}
-        self._bindings: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        #: which key each handed-out pair went to (written in bulk; its ``run`` is the cleanup_ctx)
+        self.bindings = BufferedWriter(svc, repo.bind_wrapping_keys, "wrapping key bindings")
 
     def take(self, spec: str) -> tuple[str, str] | None:
         """(pair id, public PEM) for one import, or None when the pool is empty (blocking)."""
@@ -64,42 +56,4 @@ class WrappingPool:
         return rows[0]
 
     def bind(self, pair_id: str, key_id: str, expires_at: datetime) -> None:
-        with self._lock:
-            self._bindings.append({"id": pair_id, "key_id": key_id, "expires_at": expires_at})
-
-    def flush(self) -> int:
-        with self._lock:
-            bindings, self._bindings = self._bindings, []
-        if not bindings:
-            return 0
-        try:
-            with self._svc.db.write() as s:
-                repo.bind_wrapping_keys(s, bindings)
-        except Exception:
-            with self._lock:
-                self._bindings = bindings + self._bindings
-            raise
-        return len(bindings)
-
-    async def run(self, app: web.Application) -> AsyncIterator[None]:
-        """cleanup_ctx: record bindings periodically and on shutdown."""
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(FLUSH_INTERVAL_S)
-                try:
-                    await self._svc.run(self.flush)
-                except Exception as exc:
-                    logger.warning(
-                        "recording wrapping key bindings failed (%s); will retry", type(exc).__name__
-                    )
-
-        task = asyncio.get_running_loop().create_task(loop())
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        try:
-            await self._svc.run(self.flush)
-        except Exception as exc:
-            logger.error("could not record the last wrapping key bindings (%s)", type(exc).__name__)
+        self.bindings.add({"id": pair_id, "key_id": key_id, "expires_at": expires_at})

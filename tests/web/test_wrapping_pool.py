@@ -52,7 +52,7 @@ async def test_pool_reservation_binding_and_destruction(api: Any, rt: Any) -> No
     await api.settle()
     _, key = await api.call("GET", f"/v1/keys/{keys[0]}")
     assert key["state"] == "ACTIVE"
-    assert api.client.app[WRAPPING_POOL].flush() == 2
+    assert api.client.app[WRAPPING_POOL].bindings.flush() == 2
     bound = {r.key_id for r in rows(rt)}
     assert set(keys) <= bound and None in bound  # the third pair: reserved, unused
     # a pair of another key's token is refused at once
