@@ -82,6 +82,13 @@ class Enqueuer:
         self.broker.close()
 
 
+def operation_id_of(message: dramatiq.Message[Any]) -> str | None:
+    """The operation a message carries out (timer and pool messages carry none)."""
+    if not message.args or message.actor_name in ("fire_timer", "refill_wrapping_keys"):
+        return None
+    return str(message.args[0])
+
+
 @dataclass
 class DeadLetter:
     message_id: str
@@ -161,8 +168,7 @@ class QueueInspector:
 
     @staticmethod
     def _letter(queue: str, message_id: str, message: dramatiq.Message[Any], failed_at_ms: int) -> DeadLetter:
-        args = message.args or ()
-        operation_id = str(args[0]) if args and message.actor_name != "fire_timer" else None
+        operation_id = operation_id_of(message)
         return DeadLetter(
             message_id,
             queue,

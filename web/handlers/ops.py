@@ -8,16 +8,20 @@ from typing import Any
 
 import dramatiq
 from aiohttp import web
+from sqlmodel import Session
 
 from kms.clock import as_utc, rfc3339
 from kms.commands import Queue
 from kms.errors import NotFound, ValidationError
 from models import repo
+from models.repo import Principal
+from models.tables import Operation
 from web.auth import Role, require
 from web.commands import describe_batch
 from web.context import Services, services
 from web.http import json_body, query_limit
-from web.queue import DeadLetter, QueueInspector
+from web.middleware import request_id
+from web.queue import DeadLetter, QueueInspector, operation_id_of
 
 QUEUES = [q.value for q in Queue]
 #: Workers whose heartbeat is older than this are shown as not alive.
@@ -132,6 +136,21 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     return web.json_response(await svc.run(load))
 
 
+def _audit(s: Session, op: Operation, action: str, principal: Principal, rid: str, now: datetime) -> None:
+    repo.audit(
+        s,
+        now=now,
+        project=op.project,
+        action=action,
+        outcome="SUCCEEDED",
+        key_id=op.key_id,
+        token_id=principal.token_id,
+        role=principal.role,
+        operation_id=op.id,
+        request_id=rid,
+    )
+
+
 def _take(svc: Services, message_id: str) -> tuple[str, dramatiq.Message[Any]]:
     inspect = inspector(svc)
     queue = inspect.find_queue_of(message_id, QUEUES)
@@ -148,24 +167,13 @@ async def requeue_dead_letter(request: web.Request) -> web.Response:
 
     def requeue() -> dict[str, Any]:
         queue, message = _take(svc, message_id)
-        op_id = str(message.args[0]) if message.args and message.actor_name != "fire_timer" else None
+        op_id = operation_id_of(message)
         if op_id:
             now = svc.clock.now()
             with svc.db.write() as s:
                 op = repo.requeue_operation(s, op_id, now)
                 if op is not None:
-                    repo.audit(
-                        s,
-                        now=now,
-                        project=op.project,
-                        action="requeue_dead_letter",
-                        outcome="SUCCEEDED",
-                        key_id=op.key_id,
-                        token_id=principal.token_id,
-                        role=principal.role,
-                        operation_id=op.id,
-                        request_id=request.get("request_id"),
-                    )
+                    _audit(s, op, "requeue_dead_letter", principal, request_id(request), now)
         svc.queue.broker.enqueue(
             dramatiq.Message(
                 queue_name=queue,
@@ -189,9 +197,11 @@ async def delete_dead_letter(request: web.Request) -> web.Response:
     if not isinstance(reason, str) or len(reason) > 500:
         raise ValidationError("reason must be a string of at most 500 characters")
 
+    rid = request_id(request)
+
     def discard() -> dict[str, Any]:
         queue, message = _take(svc, message_id)
-        op_id = str(message.args[0]) if message.args and message.actor_name != "fire_timer" else None
+        op_id = operation_id_of(message)
         if op_id:
             now = svc.clock.now()
             with svc.db.write() as s:
@@ -208,17 +218,7 @@ async def delete_dead_letter(request: web.Request) -> web.Response:
                     )
                     if op.status == "FAILED":  # already failed after its retries: record the reason
                         repo.set_failure_reason(s, op_id, f"dead letter deleted: {reason}")
-                    repo.audit(
-                        s,
-                        now=now,
-                        project=op.project,
-                        action="delete_dead_letter",
-                        outcome="SUCCEEDED",
-                        key_id=op.key_id,
-                        token_id=principal.token_id,
-                        role=principal.role,
-                        operation_id=op.id,
-                    )
+                    _audit(s, op, "delete_dead_letter", principal, rid, now)
         return {"deleted": True, "message_id": message_id, "queue": queue, "operation_id": op_id}
 
     return web.json_response(await svc.run(discard))
