@@ -262,7 +262,8 @@ async def test_no_secrets_in_database_or_logs(serve_factory: Any) -> None:
 
 
 async def test_kms_import_cli(serve_factory: Any, tmp_path: Path) -> None:
-    served = serve_factory()
+    # import parameters are valid for one (scaled) day: a minute here, time enough for the CLI
+    served = serve_factory({"KMS_SECONDS_PER_DAY": "60"})
     env = {**served.env, "KMS_URL": served.url, "KMS_TOKEN": served.member}
     subprocess.run(["openssl", "rand", "-out", str(tmp_path / "aes.bin"), "32"], check=True)
     subprocess.run(

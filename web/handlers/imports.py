@@ -64,16 +64,19 @@ async def import_parameters(request: web.Request) -> web.Response:
     pool, audit = request.app[WRAPPING_POOL], request.app[AUDIT]
 
     def issue() -> dict[str, Any]:
-        now = svc.clock.now()
-        valid_to = now + timedelta(seconds=IMPORT_PARAMETERS_VALID_DAYS * svc.settings.day_s)
         check_command_quickly(svc, caller, key_id, Command.IMPORT_MATERIAL)
         taken = pool.take(spec.value)
+        if taken is None:  # the pool ran dry: make one pair here, slower but correct
+            private_der, public_pem = generate_wrapping_key(spec)
+            wrapping_id = repo.new_id()
+            sealed = svc.keyring.seal(private_der, wrapping_key_context(wrapping_id))
+        # the validity starts when the pair is in hand (generating one can take a second)
+        now = svc.clock.now()
+        valid_to = now + timedelta(seconds=IMPORT_PARAMETERS_VALID_DAYS * svc.settings.day_s)
         if taken is not None:
             wrapping_id, public_pem = taken
             pool.bind(wrapping_id, key_id, valid_to)
-        else:  # the pool ran dry: make one pair here, slower but correct
-            private_der, public_pem = generate_wrapping_key(spec)
-            wrapping_id = repo.new_id()
+        else:
             with svc.db.write() as s:
                 row = repo.add_wrapping_key(
                     s,
@@ -81,7 +84,7 @@ async def import_parameters(request: web.Request) -> web.Response:
                     spec=spec.value,
                     now=now,
                     public_pem=public_pem,
-                    sealed_private=svc.keyring.seal(private_der, wrapping_key_context(wrapping_id)),
+                    sealed_private=sealed,
                 )
                 row.issued_at, row.key_id, row.expires_at = now, key_id, valid_to
         audit.record(
