@@ -23,7 +23,8 @@ from pathlib import Path
 
 logger = logging.getLogger("kms.serve")
 
-STOP_BUDGET_S = {"web": 8.0, "scheduler": 5.0, "worker": 17.0, "redis": 5.0}
+#: Seconds each part may take to stop, in order; together under 30 s.
+STOP_BUDGET_S = {"web": 5.0, "scheduler": 3.0, "worker": 17.0, "redis": 3.0}
 RESTART_BACKOFF_S = 1.0
 
 

@@ -457,3 +457,9 @@ async def test_ops_views_and_metrics_under_serve(serve_factory: Any, service_env
         timeout=60,
     )
     assert done.returncode == 1 and "NotFound" in done.stderr
+
+
+def test_stop_budget_fits_in_thirty_seconds() -> None:
+    from kms.supervisor import STOP_BUDGET_S
+
+    assert sum(STOP_BUDGET_S.values()) < 30
