@@ -107,7 +107,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         port=port,
         print=None,
         reuse_port=True,
-        shutdown_timeout=10,
+        shutdown_timeout=4,
         handle_signals=True,
     )
     return 0
