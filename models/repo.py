@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -152,6 +152,18 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
         ) from None
 
 
+def page(
+    s: Session, stmt: Any, limit: int, cursor_of: Callable[[Any], list[Any]]
+) -> tuple[list[Any], str | None]:
+    """One keyset page: ``limit`` rows of the ordered ``stmt``, and the cursor of
+    the next page (None on the last one)."""
+    rows = list(s.execute(stmt.limit(limit + 1)).scalars())
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(cursor_of(rows[-1]))
+
+
 def list_keys(
     s: Session,
     project: str,
@@ -188,14 +200,8 @@ def list_keys(
         created, key_id = decode_cursor(cursor, 2)
         created_at = datetime.fromisoformat(created)
         stmt = stmt.where(tuple_(col(Key.created_at), col(Key.id)) < tuple_(created_at, key_id))
-    stmt = stmt.order_by(col(Key.created_at).desc(), col(Key.id).desc()).limit(limit + 1)
-    rows = list(s.execute(stmt).scalars())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor([as_utc(last.created_at).isoformat(), last.id])
-    return rows, next_cursor
+    stmt = stmt.order_by(col(Key.created_at).desc(), col(Key.id).desc())
+    return page(s, stmt, limit, lambda last: [as_utc(last.created_at).isoformat(), last.id])
 
 
 def cas_update_key(s: Session, key: Key, now: datetime, **values: Any) -> bool:
@@ -285,12 +291,7 @@ def list_operations(
     if cursor:
         (seq,) = decode_cursor(cursor, 1)
         stmt = stmt.where(col(Operation.seq) < int(seq))
-    rows = list(s.execute(stmt.order_by(col(Operation.seq).desc()).limit(limit + 1)).scalars())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor([rows[-1].seq])
-    return rows, next_cursor
+    return page(s, stmt.order_by(col(Operation.seq).desc()), limit, lambda last: [last.seq])
 
 
 def claim_operation(s: Session, op: Operation, now: datetime, lease_s: float) -> bool:
@@ -822,12 +823,7 @@ def list_batches(
     if cursor:
         (seq,) = decode_cursor(cursor, 1)
         stmt = stmt.where(col(Batch.seq) < int(seq))
-    rows = list(s.execute(stmt.order_by(col(Batch.seq).desc()).limit(limit + 1)).scalars())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor([rows[-1].seq])
-    return rows, next_cursor
+    return page(s, stmt.order_by(col(Batch.seq).desc()), limit, lambda last: [last.seq])
 
 
 def count_keys(s: Session, project: str) -> int:
@@ -1012,13 +1008,8 @@ def list_audit(
         stmt = stmt.where(
             tuple_(col(AuditEvent.at), col(AuditEvent.id)) < tuple_(datetime.fromisoformat(at), int(last))
         )
-    order = (col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
-    rows = list(s.execute(stmt.order_by(*order).limit(limit + 1)).scalars())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor([as_utc(rows[-1].at).isoformat(), rows[-1].id])
-    return rows, next_cursor
+    stmt = stmt.order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
+    return page(s, stmt, limit, lambda last: [as_utc(last.at).isoformat(), last.id])
 
 
 def audit_to_dict(event: AuditEvent) -> dict[str, Any]:
