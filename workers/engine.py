@@ -35,7 +35,7 @@ from kms.commands import (
 )
 from kms.crypto.envelope import material_context
 from kms.crypto.keygen import generate_material
-from kms.errors import KmsError, NotFound
+from kms.errors import InternalError, KmsError, NotFound
 from kms.lifecycle import Command, KeyState, MaterialState, created_state, plan
 from kms.specs import KeySpec, Origin
 from models import repo
@@ -120,33 +120,15 @@ def fail_after_retries(actor_name: str, args: tuple[Any, ...], error_name: str) 
         op = repo.find_operation(s, str(args[0]))
         if op is None or OperationStatus(op.status).is_final:
             return
-        metrics.operation_finished(op.kind, "FAILED", _age(op, now))
-        repo.finish_operation(
-            s,
-            op.id,
-            now,
-            status=OperationStatus.FAILED,
-            error_code="InternalError",
-            error_message=(
-                f"the {op.kind} operation failed after repeated attempts ({error_name}); "
-                "operators can see it in the dead-letter queue; retry the command later"
-            ),
-            only_if_running=False,
+        message = (
+            f"the {op.kind} operation failed after repeated attempts ({error_name}); "
+            "operators can see it in the dead-letter queue; retry the command later"
         )
+        _record_failure(s, op, InternalError(message), now)
         if op.kind == Command.CREATE_KEY and op.key_id:
             key = repo.find_key(s, op.key_id, for_update=True)
             if key is not None and key.state == KeyState.CREATING:
                 repo.cas_update_key(s, key, now, state=KeyState.FAILED.value)
-        repo.audit(
-            s,
-            now=now,
-            project=op.project,
-            action=op.kind,
-            outcome="FAILED:InternalError",
-            key_id=op.key_id,
-            operation_id=op.id,
-            request_id=op.request_id,
-        )
     logger.warning("operation %s failed after retries (%s)", op.id, error_name)
 
 
